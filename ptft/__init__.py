@@ -1,0 +1,1 @@
+"""ptft: pretrain a backbone, then fine-tune it."""

@@ -1,0 +1,56 @@
+"""The contract every ptft backbone follows, so any task can use any backbone."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Backbone(nn.Module):
+    """A network that is pretrained, handed off and fine-tuned.
+
+    Subclasses set ``out_dim`` (size of the pooled features), ``feature_channels`` and
+    ``feature_stride`` (channels and downsampling factor of the spatial feature map), and implement
+    ``forward_features(x) -> (B, C, H, W)`` and ``pool(features) -> (B, out_dim)``.
+
+    The arguments a subclass was built with are recorded, so a backbone can be rebuilt from its
+    ``spec()`` (``{"class_path", "init_args"}``) without repeating its configuration.
+    """
+
+    out_dim: int
+    feature_channels: int
+    feature_stride: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__init__
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self: Backbone, *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            if type(self) is cls:  # only the most derived class records its arguments
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                self._init_args = {k: v for k, v in bound.arguments.items() if k != "self"}
+
+        cls.__init__ = recording_init
+
+    def spec(self) -> dict[str, Any]:
+        """``{"class_path": ..., "init_args": ...}`` that rebuilds this backbone (without weights)."""
+        cls = type(self)
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(self._init_args)}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, out_dim)``."""
+        return self.pool(self.forward_features(x))

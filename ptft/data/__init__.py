@@ -1,0 +1,5 @@
+"""LightningDataModules."""
+
+from ptft.data.images import ImageFolderDataModule
+
+__all__ = ["ImageFolderDataModule"]

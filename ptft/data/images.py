@@ -1,0 +1,259 @@
+"""ImageNet-style folders (``root/<split>/<class>/*.JPEG``) as a LightningDataModule.
+
+Images are decoded at reduced size (PIL's JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale when
+the target is small) and stay uint8 until they reach the device, where
+``on_after_batch_transfer`` turns them into float images in [-1, 1] (channels_last).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from torchvision.transforms import v2
+
+from ptft.data.paths import resolve_data_path
+
+log = logging.getLogger(__name__)
+
+AugmentPreset = Literal["pretrain", "finetune", "probe", "none"]
+
+
+class CorruptImageError(RuntimeError):
+    """An image file that cannot be decoded."""
+
+
+def decode_image(path: str, size: int) -> torch.Tensor:
+    """Decode ``path`` to a uint8 ``(3, H, W)`` RGB tensor whose shorter side is ``size``
+    (smaller images are upscaled). JPEGs decode at reduced scale."""
+    with Image.open(path) as img:
+        img.draft("RGB", (size, size))
+        img = img.convert("RGB")
+        width, height = img.size
+        scale = size / min(width, height)
+        if scale != 1:
+            img = img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+        array = np.asarray(img).copy()
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def augmentation(preset: AugmentPreset, image_size: int) -> v2.Transform:
+    """Transforms on uint8 tensors. ``pretrain``: mild random-resized crops + flips (reconstruction
+    wants most of the image); ``finetune``: stronger crops + flips; ``probe``: flips only;
+    ``none``: centre crop (the evaluation transform)."""
+    center = v2.CenterCrop(image_size)
+    if preset == "none":
+        return center
+    if preset == "probe":
+        return v2.Compose([center, v2.RandomHorizontalFlip()])
+    scale = {"pretrain": (0.5, 1.0), "finetune": (0.25, 1.0)}.get(preset)
+    if scale is None:
+        raise ValueError(f"train_augment must be one of 'pretrain', 'finetune', 'probe', 'none', got {preset!r}")
+    return v2.Compose([v2.RandomResizedCrop(image_size, scale=scale, antialias=True), v2.RandomHorizontalFlip()])
+
+
+def stratified_subset(targets: list[int], fraction: float, seed: int) -> list[int]:
+    """Indices of a seeded, per-class random ``fraction`` of the samples (at least one per class).
+    Depends only on ``targets``, ``fraction`` and ``seed``, so every DDP rank gets the same subset."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for index, target in enumerate(targets):
+        by_class[target].append(index)
+    generator = torch.Generator().manual_seed(seed)
+    keep: list[int] = []
+    for target in sorted(by_class):
+        indices = by_class[target]
+        count = max(1, round(fraction * len(indices)))
+        keep += [indices[i] for i in torch.randperm(len(indices), generator=generator)[:count].tolist()]
+    return sorted(keep)
+
+
+class ImageFiles(Dataset):
+    """(uint8 image, label) pairs from a list of ``(path, label)``."""
+
+    def __init__(self, samples: list[tuple[str, int]], decode_size: int, transform: v2.Transform) -> None:
+        self.samples = samples
+        self.decode_size = decode_size
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        try:
+            image = decode_image(path, self.decode_size)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            raise CorruptImageError(
+                f"{path}: cannot decode image ({error}); fix or remove it, or set data.skip_corrupt=true"
+            ) from None
+        return self.transform(image), label
+
+
+def _readable(path: str) -> str | None:
+    """None if PIL can parse the file's header, else the reason it cannot."""
+    try:
+        with Image.open(path) as img:
+            img.size  # noqa: B018 - parsing the header is the check
+        return None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        return str(error) or type(error).__name__
+
+
+class ImageFolderDataModule(pl.LightningDataModule):
+    """Images in ``root/<split>/<class>/*.{JPEG,jpg,png,...}`` with torchvision ImageFolder semantics
+    (classes are the sorted sub-folder names of the train split).
+
+    Args:
+        root: dataset folder; a relative path is looked up in ``$PTFT_DATA`` when it is not in the
+            working directory.
+        train_split, val_split: sub-folders for training and validation (``test`` for CIFAR-style trees).
+        test_split: optional sub-folder for ``ptft test``.
+        image_size: side of the square images fed to the model.
+        batch_size: per-device batch size.
+        num_workers: DataLoader worker processes.
+        label_fraction: stratified fraction of the train split to use, in (0, 1].
+        split_seed: seed of the ``label_fraction`` subset (independent of the training seed).
+        train_augment: augmentation preset for the train split: ``pretrain``, ``finetune``,
+            ``probe`` (flips only) or ``none``.
+        skip_corrupt: skip images whose header cannot be read (counted and reported) instead of failing.
+    """
+
+    def __init__(
+        self,
+        root: str = "imagenette",
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        image_size: int = 64,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        label_fraction: float = 1.0,
+        split_seed: int = 0,
+        train_augment: AugmentPreset = "finetune",
+        skip_corrupt: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0 < label_fraction <= 1:
+            raise ValueError(f"data.label_fraction must be in (0, 1], got {label_fraction}")
+        if image_size < 1 or batch_size < 1 or num_workers < 0:
+            raise ValueError(
+                f"data.image_size and data.batch_size must be >= 1 and data.num_workers >= 0, "
+                f"got {image_size}, {batch_size}, {num_workers}"
+            )
+        augmentation(train_augment, image_size)  # validates the preset name
+        self.root = resolve_data_path(root)
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.label_fraction = label_fraction
+        self.split_seed = split_seed
+        self.train_augment = train_augment
+        self.skip_corrupt = skip_corrupt
+        self.classes = self._check_class_folders()
+        self.num_classes = len(self.classes)
+        self.datasets: dict[str, ImageFiles] = {}
+        self.skipped_files: list[str] = []
+
+    def _split_dir(self, stage: str) -> Path:
+        split_dir = self.root / self.splits[stage]
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data.root: {self.root} is not a folder (set data.root or $PTFT_DATA)")
+        if not split_dir.is_dir():
+            found = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+            raise FileNotFoundError(f"data.{stage}_split: {split_dir} is not a folder; folders in {self.root}: {found}")
+        return split_dir
+
+    def _classes_of(self, stage: str) -> list[str]:
+        split_dir = self._split_dir(stage)
+        classes = sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
+        if not classes:
+            raise FileNotFoundError(f"data.{stage}_split: {split_dir} has no class sub-folders (expected <class>/<image>)")
+        return classes
+
+    def _check_class_folders(self) -> list[str]:
+        classes = self._classes_of("train")
+        for stage in ("val", "test"):
+            if self.splits[stage] is None:
+                continue
+            other = self._classes_of(stage)
+            if other != classes:
+                raise ValueError(
+                    f"class folders of {self.root / self.splits[stage]} differ from {self.root / self.splits['train']}: "
+                    f"only in {self.splits['train']}: {sorted(set(classes) - set(other))}, "
+                    f"only in {self.splits[stage]}: {sorted(set(other) - set(classes))}"
+                )
+        return classes
+
+    def _samples(self, stage: str) -> list[tuple[str, int]]:
+        split_dir = self._split_dir(stage)
+        class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        samples = make_dataset(str(split_dir), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+        if not samples:
+            raise FileNotFoundError(
+                f"data.{stage}_split: no images in {split_dir} (looked for {', '.join(IMG_EXTENSIONS)} in its class folders)"
+            )
+        good = []
+        for path, label in samples:
+            reason = _readable(path)
+            if reason is None:
+                good.append((path, label))
+            elif self.skip_corrupt:
+                self.skipped_files.append(path)
+            else:
+                raise CorruptImageError(f"{path}: cannot read image ({reason}); fix or remove it, or set data.skip_corrupt=true")
+        if not good:
+            raise FileNotFoundError(f"data.{stage}_split: none of the {len(samples)} images in {split_dir} is readable")
+        return good
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["val"]}
+        for split in wanted.get(stage, ["train", "val"]) if stage else ["train", "val"]:
+            if split in self.datasets:
+                continue
+            if self.splits[split] is None:
+                raise ValueError(f"data.{split}_split is not set; `ptft {stage}` needs it")
+            samples = self._samples(split)
+            if split == "train" and self.label_fraction < 1:
+                keep = stratified_subset([label for _, label in samples], self.label_fraction, self.split_seed)
+                samples = [samples[i] for i in keep]
+            preset = self.train_augment if split == "train" else "none"
+            self.datasets[split] = ImageFiles(samples, self.image_size, augmentation(preset, self.image_size))
+        if self.skipped_files:
+            log.warning("skipped %d unreadable images (skip_corrupt=true), e.g. %s", len(self.skipped_files), self.skipped_files[0])
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(self.datasets[split]) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        images = images.float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
+        return images, labels

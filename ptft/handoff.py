@@ -1,0 +1,122 @@
+"""Backbone hand-off: export from a pretraining checkpoint, rebuild and load for fine-tuning.
+
+An export is a folder with ``backbone.safetensors`` (weights, keys without the ``backbone.``
+prefix) and ``backbone.json`` (``{"class_path", "init_args"}``). Checkpoints are read with
+``torch.load(weights_only=True)``: nothing in them is unpickled as code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ptft.backbones.base import Backbone
+
+WEIGHTS_FILE = "backbone.safetensors"
+SPEC_FILE = "backbone.json"
+PREFIX = "backbone."
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A Lightning checkpoint loaded safely (tensors and plain containers only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path}: refusing to load, it holds objects other than tensors and plain values "
+            f"(weights_only=True): {str(error).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+
+
+def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(spec, state_dict)`` of the backbone in a ptft ``.ckpt`` or an export folder."""
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
+    if path.is_dir():
+        missing = [name for name in (WEIGHTS_FILE, SPEC_FILE) if not (path / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a ptft export folder: {', '.join(missing)} missing")
+        spec = json.loads((path / SPEC_FILE).read_text())
+        return spec, load_file(path / WEIGHTS_FILE)
+    checkpoint = load_checkpoint(path)
+    spec = checkpoint.get("ptft", {}).get("backbone") if isinstance(checkpoint, dict) else None
+    if spec is None:
+        raise ValueError(f"{path} is not a ptft checkpoint (it has no backbone spec under checkpoint['ptft'])")
+    state = {k[len(PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}
+    return spec, state
+
+
+def build_backbone(spec: dict[str, Any]) -> Backbone:
+    """Instantiate the backbone a spec describes (random weights); only Backbone subclasses."""
+    class_path = spec.get("class_path", "")
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(f"backbone class_path {class_path!r} cannot be imported") from None
+    if not (isinstance(cls, type) and issubclass(cls, Backbone)):
+        raise ValueError(f"backbone class_path {class_path!r} is not a ptft.backbones.Backbone")
+    return cls(**spec.get("init_args", {}))
+
+
+def load_backbone_weights(backbone: Backbone, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Strict load with a readable report of missing, unexpected and mis-shaped keys."""
+    own = backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshaped = [f"{k}: {tuple(state[k].shape)} in {source}, {tuple(own[k].shape)} here" for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    if missing or unexpected or misshaped:
+        def listing(title: str, items: list[str]) -> str:
+            shown = "\n    ".join(items[:10]) + (f"\n    ... and {len(items) - 10} more" if len(items) > 10 else "")
+            return f"\n  {title} ({len(items)}):\n    {shown}" if items else ""
+
+        raise ValueError(
+            f"backbone weights in {source} do not match the configured {type(backbone).__name__}:"
+            + listing("missing", missing) + listing("unexpected", unexpected) + listing("mis-shaped", misshaped)
+        )
+    backbone.load_state_dict(state, strict=True)
+
+
+def load_backbone(source: str | os.PathLike, backbone: Backbone | None = None) -> Backbone:
+    """The pretrained backbone from ``source``, built from its spec, or ``backbone`` with its weights
+    loaded when one is configured (it must be the same class)."""
+    spec, state = read_backbone(source)
+    if backbone is None:
+        backbone = build_backbone(spec)
+    elif spec.get("class_path") != backbone.spec()["class_path"]:
+        raise ValueError(
+            f"model.pretrained {source} holds a {spec.get('class_path')}, but model.backbone is a "
+            f"{backbone.spec()['class_path']}; drop model.backbone to use the pretrained one as it is"
+        )
+    load_backbone_weights(backbone, state, source)
+    return backbone
+
+
+def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``out_dir/backbone.safetensors`` and ``out_dir/backbone.json`` from a ptft checkpoint.
+
+    Files are written under temporary names and renamed into place, so a failed export leaves
+    any previous export untouched; an existing export is replaced only with ``overwrite``.
+    """
+    out = Path(out_dir)
+    if (out / WEIGHTS_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it")
+    spec, state = read_backbone(checkpoint)
+    build_backbone(spec)  # the spec must rebuild before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    tmp_weights, tmp_spec = out / f".{WEIGHTS_FILE}.tmp", out / f".{SPEC_FILE}.tmp"
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_weights)
+    tmp_spec.write_text(json.dumps({**spec, "source": str(Path(checkpoint).resolve())}, indent=2) + "\n")
+    os.replace(tmp_weights, out / WEIGHTS_FILE)
+    os.replace(tmp_spec, out / SPEC_FILE)
+    return out

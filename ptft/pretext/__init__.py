@@ -1,0 +1,1 @@
+"""Parts that live only during pretraining and are dropped at hand-off."""

@@ -1,0 +1,55 @@
+"""Machinery shared by every ptft LightningModule."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+
+from ptft.backbones.base import Backbone
+
+
+class PtftTask(pl.LightningModule):
+    """A task around ``self.backbone``: the only part handed from pretraining to fine-tuning.
+
+    Checkpoints carry the backbone's spec (``checkpoint["ptft"]["backbone"]``), so ``ptft export``
+    and fine-tuning rebuild it without repeating its configuration.
+
+    Args:
+        backbone: the shared network.
+        optimizer: optimizer class and arguments, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 1e-3}}``.
+        lr_scheduler: optional LR scheduler class and arguments.
+        lr_scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+    ) -> None:
+        super().__init__()
+        if not isinstance(backbone, Backbone):
+            raise TypeError(f"model.backbone must be a ptft.backbones.Backbone, got {type(backbone).__name__}")
+        self.backbone = backbone
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.lr_scheduler_interval = lr_scheduler_interval
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups handed to the optimizer; tasks override this for per-part learning rates."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.parameter_groups())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        cls = type(self)
+        checkpoint["ptft"] = {"task": f"{cls.__module__}.{cls.__qualname__}", "backbone": self.backbone.spec()}

@@ -1,0 +1,160 @@
+"""Fine-tuning a backbone with a classification head: linear probe, full, or unfreezing later."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.strategies import DDPStrategy
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ptft.backbones.base import Backbone
+from ptft.handoff import load_backbone
+from ptft.tasks.base import PtftTask
+
+
+def classification_head(in_dim: int, num_classes: int, kind: str, hidden_dim: int, dropout: float, feature_norm: bool) -> nn.Sequential:
+    """``[BatchNorm1d without affine]`` -> ``[dropout]`` -> linear, or a one-hidden-layer MLP."""
+    layers: list[nn.Module] = [nn.BatchNorm1d(in_dim, affine=False)] if feature_norm else []
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    if kind == "linear":
+        layers.append(nn.Linear(in_dim, num_classes))
+    elif kind == "mlp":
+        layers += [nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, num_classes)]
+    else:
+        raise ValueError(f"model.head must be 'linear' or 'mlp', got {kind!r}")
+    return nn.Sequential(*layers)
+
+
+class FineTuning(PtftTask):
+    """Classifier = backbone + head, from a pretraining checkpoint, an export folder, or random init.
+
+    Args:
+        num_classes: number of classes (linked from the DataModule by the CLI).
+        backbone: the backbone to build. Optional with ``pretrained``, which then rebuilds the
+            exported one; when both are given the weights must fit it exactly.
+        pretrained: a ptft pretraining ``.ckpt`` or a ``ptft export`` folder; None trains from random init.
+        mode: ``full`` (train everything) or ``linear_probe`` (backbone frozen and kept in eval
+            mode, so BatchNorm statistics do not drift; its features are computed without grad).
+        unfreeze_at_epoch: with ``linear_probe``, train the whole network from this epoch on.
+            Under DDP this needs ``--trainer.strategy=ddp_find_unused_parameters_true``.
+        head: ``linear`` or ``mlp``.
+        head_hidden_dim: hidden width of the ``mlp`` head.
+        head_dropout: dropout before the head.
+        feature_norm: BatchNorm1d without affine parameters on the features before the head
+            (standardises them; the MAE linear-probe recipe).
+        backbone_lr: learning rate of the backbone (None: the optimizer's lr, as for the head).
+        label_smoothing: label smoothing of the cross-entropy.
+        optimizer, lr_scheduler, lr_scheduler_interval: see :class:`PtftTask`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: Backbone | None = None,
+        pretrained: str | None = None,
+        mode: Literal["full", "linear_probe"] = "full",
+        unfreeze_at_epoch: int | None = None,
+        head: Literal["linear", "mlp"] = "linear",
+        head_hidden_dim: int = 512,
+        head_dropout: float = 0.0,
+        feature_norm: bool = False,
+        backbone_lr: float | None = None,
+        label_smoothing: float = 0.0,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+    ) -> None:
+        if mode not in ("full", "linear_probe"):
+            raise ValueError(f"model.mode must be 'full' or 'linear_probe', got {mode!r}")
+        if unfreeze_at_epoch is not None and (mode != "linear_probe" or unfreeze_at_epoch < 1):
+            raise ValueError("model.unfreeze_at_epoch needs model.mode=linear_probe and a value >= 1")
+        if num_classes < 2:
+            raise ValueError(f"model.num_classes must be >= 2, got {num_classes}")
+        if pretrained is not None:
+            backbone = load_backbone(pretrained, backbone)
+        elif backbone is None:
+            raise ValueError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval)
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "lr_scheduler"])
+        self.head = classification_head(backbone.out_dim, num_classes, head, head_hidden_dim, head_dropout, feature_norm)
+        self.mode = mode
+        self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.backbone_lr = backbone_lr
+        self.label_smoothing = label_smoothing
+        self.frozen = mode == "linear_probe"
+        if self.frozen and unfreeze_at_epoch is None:
+            self.backbone.requires_grad_(False)  # never trained: not in the optimizer, not in DDP's buckets
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes > 5 else None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        if self.unfreeze_at_epoch is not None and isinstance(strategy, DDPStrategy):
+            if not strategy._ddp_kwargs.get("find_unused_parameters", False):
+                raise ValueError(
+                    "model.unfreeze_at_epoch under DDP: the frozen backbone gets no gradients at first; "
+                    "use --trainer.strategy=ddp_find_unused_parameters_true"
+                )
+
+    def on_train_epoch_start(self) -> None:
+        if self.frozen and self.unfreeze_at_epoch is not None and self.current_epoch >= self.unfreeze_at_epoch:
+            self.frozen = False
+            self.backbone.train()
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = [{"params": list(self.head.parameters()), "name": "head"}]
+        if self.mode == "full" or self.unfreeze_at_epoch is not None:
+            backbone_group: dict[str, Any] = {"params": list(self.backbone.parameters()), "name": "backbone"}
+            if self.backbone_lr is not None:
+                backbone_group["lr"] = self.backbone_lr
+            groups.append(backbone_group)
+        return groups
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.frozen:
+            with torch.no_grad():
+                features = self.backbone(images)
+        else:
+            features = self.backbone(images)
+        return self.head(features)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images).float()
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, _ = batch
+        return self(images).argmax(dim=1)
+
+    def _evaluate(self, batch, prefix: str) -> None:
+        images, labels = batch
+        logits = self(images).float()
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), prog_bar=True, sync_dist=True)
+        self.val_acc(logits, labels)
+        self.log(f"{prefix}/acc", self.val_acc, prog_bar=True)
+        if self.val_acc_top5 is not None:
+            self.val_acc_top5(logits, labels)
+            self.log(f"{prefix}/acc_top5", self.val_acc_top5)
