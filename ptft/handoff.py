@@ -46,8 +46,15 @@ def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         missing = [name for name in (WEIGHTS_FILE, SPEC_FILE) if not (path / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{path} is not a ptft export folder: {', '.join(missing)} missing")
-        spec = json.loads((path / SPEC_FILE).read_text())
-        return spec, load_file(path / WEIGHTS_FILE)
+        try:
+            spec = json.loads((path / SPEC_FILE).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path / SPEC_FILE}: not valid JSON ({error})") from None
+        build_backbone(spec)  # a spec that does not describe a backbone fails before any weights are read
+        try:
+            return spec, load_file(path / WEIGHTS_FILE)
+        except Exception as error:  # safetensors raises its own error type
+            raise ValueError(f"{path / WEIGHTS_FILE}: not a readable safetensors file ({error})") from None
     checkpoint = load_checkpoint(path)
     spec = checkpoint.get("ptft", {}).get("backbone") if isinstance(checkpoint, dict) else None
     if spec is None:

@@ -87,8 +87,10 @@ class FineTuning(PtftTask):
         self.backbone_lr = backbone_lr
         self.label_smoothing = label_smoothing
         self.frozen = mode == "linear_probe"
-        if self.frozen and unfreeze_at_epoch is None:
-            self.backbone.requires_grad_(False)  # never trained: not in the optimizer, not in DDP's buckets
+        if self.frozen:
+            self.backbone.eval()  # Lightning keeps each submodule's mode as it finds it
+            if unfreeze_at_epoch is None:
+                self.backbone.requires_grad_(False)  # never trained: not in the optimizer, not in DDP's buckets
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes > 5 else None
@@ -111,7 +113,7 @@ class FineTuning(PtftTask):
     def on_train_epoch_start(self) -> None:
         if self.frozen and self.unfreeze_at_epoch is not None and self.current_epoch >= self.unfreeze_at_epoch:
             self.frozen = False
-            self.backbone.train()
+        self.backbone.train(not self.frozen)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         groups: list[dict[str, Any]] = [{"params": list(self.head.parameters()), "name": "head"}]

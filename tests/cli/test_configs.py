@@ -1,0 +1,51 @@
+"""Every shipped YAML parses against the code it configures (LightningCLI --print_config)."""
+
+import pytest
+import yaml
+
+from helpers import CONFIGS
+from ptft.cli import run_cli
+
+AUTOENCODER = CONFIGS / "pretrain" / "autoencoder_imagenette.yaml"
+STACKS = {
+    "pretrain/denoising_autoencoder_imagenette.yaml": [AUTOENCODER],
+    **{f"trainer/{p.name}": [AUTOENCODER] for p in (CONFIGS / "trainer").glob("*.yaml")},
+}
+
+
+def print_config(capsys, *configs):
+    args = ["fit"] + [a for c in configs for a in ("-c", str(c))] + ["--print_config"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(args)
+    assert exit_info.value.code in (None, 0)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml")))
+def test_every_config_parses(name, capsys):
+    config = print_config(capsys, *STACKS.get(name, []), CONFIGS / name)
+    assert config["model"]["class_path"].startswith("ptft.tasks.")
+    assert config["data"]["class_path"].startswith("ptft.data.")
+    if name.startswith("trainer/"):
+        own = yaml.safe_load((CONFIGS / name).read_text())["trainer"]
+        assert all(config["trainer"][k] == v for k, v in own.items())
+
+
+def test_denoising_config_stacks_on_the_plain_one(capsys):
+    config = print_config(capsys, AUTOENCODER, CONFIGS / "pretrain/denoising_autoencoder_imagenette.yaml")
+    assert config["model"]["init_args"]["corruption"] == "mask"
+    assert config["model"]["init_args"]["backbone"]["class_path"] == "ptft.backbones.DCGANEncoder"
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == "runs/denoising_autoencoder_imagenette"
+
+
+def test_unknown_key_is_rejected_naming_it(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["fit", "-c", str(AUTOENCODER), "--model.init_args.bogus_key=1", "--print_config"])
+    assert exit_info.value.code == 2
+    assert "bogus_key" in capsys.readouterr().err
+
+
+def test_wrong_type_is_rejected_naming_the_key(capsys):
+    with pytest.raises(SystemExit):
+        run_cli(["fit", "-c", str(AUTOENCODER), "--data.init_args.image_size=big", "--print_config"])
+    assert "image_size" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""pretrain -> export -> fine-tune through the `ptft` command, as the README shows it."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import make_image_tree
+from helpers import CONFIGS, checkpoint_from, run_ptft
+
+TINY = ["--data.image_size=32", "--data.batch_size=8", "--data.num_workers=0", "--trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture
+def cifar_style_tree(tmp_path):
+    return make_image_tree(tmp_path / "cifar", splits=("train", "test"), per_class=6)
+
+
+def test_pretrain_export_finetune_on_another_tree(tmp_path, cifar_style_tree):
+    data = [f"--data.root={cifar_style_tree}", "--data.val_split=test", *TINY]
+    runs = tmp_path / "runs"
+    pretrain = ["fit", "-c", str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"), *data, "--trainer.max_steps=3",
+                f"--trainer.logger.init_args.save_dir={runs}"]
+    first = run_ptft(*pretrain, cwd=tmp_path)
+    second = run_ptft(*pretrain, cwd=tmp_path)  # a second run in the same folder must not crash
+    configs = sorted(runs.glob("wandb/offline-run-*/files/config.yaml"))
+    assert len(configs) == 2
+    assert yaml.safe_load(configs[0].read_text())["data"]["init_args"]["val_split"] == "test"
+    checkpoint = checkpoint_from(second)
+    assert checkpoint != checkpoint_from(first) and checkpoint.endswith("last.ckpt")
+
+    run_ptft("export", checkpoint, str(tmp_path / "export"), cwd=tmp_path)
+    assert json.loads((tmp_path / "export/backbone.json").read_text())["class_path"] == "ptft.backbones.dcgan.DCGANEncoder"
+
+    for config in ("finetune/imagenette_linear_probe.yaml", "finetune/imagenette_full.yaml"):
+        result = run_ptft("fit", "-c", str(CONFIGS / config), *data, f"--model.pretrained={tmp_path / 'export'}",
+                          "--trainer.max_epochs=1", f"--trainer.logger.init_args.save_dir={tmp_path / 'ft'}", cwd=tmp_path)
+        assert checkpoint_from(result).endswith("last.ckpt")
+    result = run_ptft("validate", "-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *data,
+                      f"--model.pretrained={tmp_path / 'export'}", "--trainer.logger=false", cwd=tmp_path)
+    assert "val/acc" in result.stdout
+
+
+def test_csv_and_tensorboard_loggers_with_repeated_runs(tmp_path, cifar_style_tree):
+    for logger in ("CSVLogger", "TensorBoardLogger"):
+        for _ in range(2):
+            run_ptft("fit", "-c", str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"), f"--data.root={cifar_style_tree}",
+                     "--data.val_split=test", *TINY, "--trainer.max_steps=2",
+                     f"--trainer.logger=pytorch_lightning.loggers.{logger}", f"--trainer.logger.save_dir={tmp_path / logger}",
+                     cwd=tmp_path)
+        assert len(list((tmp_path / logger).glob("lightning_logs/version_*/config.yaml"))) == 2
+    assert list((tmp_path / "CSVLogger").glob("lightning_logs/version_*/images/val_reconstructions_step2.png"))
+    assert list((tmp_path / "TensorBoardLogger").glob("lightning_logs/version_*/events.out.tfevents.*"))
+
+
+def test_bad_pretrained_path_fails_before_training_and_writes_nothing(tmp_path, cifar_style_tree):
+    result = run_ptft("fit", "-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), f"--data.root={cifar_style_tree}",
+                      "--data.val_split=test", *TINY, f"--model.pretrained={tmp_path / 'missing'}",
+                      f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "missing does not exist" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_data_root_fails_naming_it(tmp_path):
+    result = run_ptft("fit", "-c", str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"), f"--data.root={tmp_path / 'nope'}",
+                      f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "data.root:" in result.stderr and "nope is not a folder" in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,116 @@
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from ptft.backbones import DCGANEncoder, ResNet
+from ptft.data import ImageFolderDataModule
+from ptft.handoff import export_backbone
+from ptft.tasks import AutoencoderPretraining, FineTuning
+
+
+def small_encoder():
+    return DCGANEncoder(base_width=8, num_layers=2)
+
+
+def fit(model, image_tree, epochs=2, **trainer_kwargs):
+    pl.seed_everything(0)
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0, train_augment="probe")
+    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, **trainer_kwargs)
+    trainer.fit(model, datamodule=dm)
+    return trainer
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_linear_probe_freezes_the_backbone_and_its_batchnorm_statistics(image_tree):
+    model = FineTuning(num_classes=3, backbone=small_encoder(), mode="linear_probe", feature_norm=True,
+                       optimizer=lambda params: torch.optim.Adam(params, lr=0.05))
+    backbone_before, head_before = snapshot(model.backbone), snapshot(model.head)
+    trainer = fit(model, image_tree, epochs=10)
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in backbone_before.items())  # running stats too
+    assert any(not torch.equal(v, model.head.state_dict()[k]) for k, v in head_before.items())
+    assert not model.backbone.training and model.head.training
+    assert trainer.callback_metrics["val/acc"] > 0.9  # colours are separable
+
+
+def test_full_fine_tuning_trains_the_backbone_at_its_own_learning_rate(image_tree):
+    model = FineTuning(num_classes=3, backbone=small_encoder(), mode="full", backbone_lr=1e-4,
+                       optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+    before = snapshot(model.backbone)
+    trainer = fit(model, image_tree, epochs=1)
+    assert any(not torch.equal(v, model.backbone.state_dict()[k]) for k, v in before.items())
+    groups = {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups}
+    assert groups == {"head": 0.1, "backbone": 1e-4}
+
+
+def test_unfreeze_at_epoch(image_tree):
+    model = FineTuning(num_classes=3, backbone=small_encoder(), mode="linear_probe", unfreeze_at_epoch=1)
+    before = snapshot(model.backbone)
+    fit(model, image_tree, epochs=1)
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in before.items())
+    fit(model, image_tree, epochs=2)  # a fresh trainer: epochs 0 (frozen) and 1 (unfrozen)
+    assert any(not torch.equal(v, model.backbone.state_dict()[k]) for k, v in before.items())
+    assert model.backbone.training
+
+
+def test_top5_accuracy_with_more_than_five_classes():
+    model = FineTuning(num_classes=10, backbone=small_encoder())
+    assert model.val_acc_top5 is not None
+    assert FineTuning(num_classes=5, backbone=small_encoder()).val_acc_top5 is None
+
+
+def test_mlp_head_and_feature_norm():
+    model = FineTuning(num_classes=4, backbone=small_encoder(), head="mlp", head_hidden_dim=32, feature_norm=True)
+    norm = model.head[0]
+    assert isinstance(norm, torch.nn.BatchNorm1d) and not norm.affine
+    assert model(torch.randn(3, 3, 16, 16)).shape == (3, 4)
+
+
+def _pretrained_checkpoint(tmp_path, backbone):
+    trainer = pl.Trainer(max_steps=0, logger=False, enable_progress_bar=False)
+    model = AutoencoderPretraining(backbone)
+    trainer.strategy.connect(model)
+    path = tmp_path / "ae.ckpt"
+    trainer.save_checkpoint(path)
+    return path, model
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "export"])
+def test_pretrained_weights_arrive_from_a_checkpoint_or_an_export(tmp_path, source):
+    backbone = small_encoder()
+    with torch.no_grad():
+        for p in backbone.parameters():
+            p.add_(1.0)  # distinguishable from a fresh init
+    path, _ = _pretrained_checkpoint(tmp_path, backbone)
+    if source == "export":
+        path = export_backbone(path, tmp_path / "export")
+    model = FineTuning(num_classes=3, pretrained=str(path))
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in backbone.state_dict().items())
+    assert model.backbone.spec() == backbone.spec()
+
+
+def test_mismatched_backbone_lists_keys_and_shapes(tmp_path):
+    path, _ = _pretrained_checkpoint(tmp_path, small_encoder())
+    with pytest.raises(ValueError) as info:
+        FineTuning(num_classes=3, pretrained=str(path), backbone=DCGANEncoder(base_width=16, num_layers=3))
+    message = str(info.value)
+    assert "missing (6)" in message and "layers.6.weight" in message
+    assert "mis-shaped" in message and "layers.0.weight: (8, 3, 4, 4) in" in message and "(16, 3, 4, 4) here" in message
+    with pytest.raises(ValueError, match="holds a ptft.backbones.dcgan.DCGANEncoder, but model.backbone is a ptft.backbones.resnet.ResNet"):
+        FineTuning(num_classes=3, pretrained=str(path), backbone=ResNet())
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"pretrained": "/no/such/thing.ckpt"}, FileNotFoundError, "/no/such/thing.ckpt does not exist"),
+    ({}, ValueError, "give model.backbone"),
+    ({"backbone": "make", "mode": "full", "unfreeze_at_epoch": 2}, ValueError, "unfreeze_at_epoch needs model.mode=linear_probe"),
+    ({"backbone": "make", "head": "deep"}, ValueError, "model.head must be"),
+])
+def test_bad_arguments_are_named(kwargs, error, message):
+    if kwargs.get("backbone") == "make":
+        kwargs["backbone"] = small_encoder()
+    with pytest.raises(error, match=message):
+        FineTuning(num_classes=3, **kwargs)
