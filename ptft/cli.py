@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
+from ptft.errors import PtftError
 from ptft.handoff import export_backbone
 
 
@@ -21,9 +22,9 @@ class RunConfigSaver(SaveConfigCallback):
     """Saves the run's full config into the run's own folder, never over another run's.
 
     LightningCLI's default writes ``<log_dir>/config.yaml``, and with W&B ``log_dir`` is the shared
-    ``save_dir``, so the second run in a folder fails. Here a W&B run keeps its config among its run
-    files (uploaded by ``wandb sync``); other loggers use their versioned ``log_dir``, and a name
-    already taken gets a numbered suffix.
+    ``save_dir``, so the second run in a folder fails. Here a W&B run's config goes next to its
+    checkpoints (``<save_dir>/<project>/<run id>/``), other loggers use their versioned ``log_dir``,
+    and without a logger a name already taken gets a numbered suffix.
     """
 
     def __init__(self, parser, config, **kwargs) -> None:
@@ -31,8 +32,12 @@ class RunConfigSaver(SaveConfigCallback):
         super().__init__(parser, config, **kwargs)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Called on rank zero only: nothing here may broadcast (trainer.log_dir would).
         logger = trainer.logger
-        folder = Path(logger.experiment.dir) if isinstance(logger, WandbLogger) else Path(trainer.log_dir or ".")
+        if isinstance(logger, WandbLogger):
+            folder = Path(logger.save_dir or ".") / str(logger.name) / str(logger.version)
+        else:
+            folder = Path(getattr(logger, "log_dir", None) or trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path, n = folder / self.config_filename, 1
         while path.exists():
@@ -75,7 +80,7 @@ def export_main(args: list[str]) -> None:
     options = parser.parse_args(args)
     try:
         out = export_backbone(options.checkpoint, options.out_dir, overwrite=options.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except PtftError as error:
         parser.exit(2, f"ptft export: error: {error}\n")
     print(f"ptft: wrote {out / 'backbone.safetensors'} and {out / 'backbone.json'}")
 
@@ -84,8 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "export":
         export_main(args[1:])
-    else:
+        return
+    try:
         run_cli(args)
+    except PtftError as error:  # bad input: one line naming the file or key, no traceback
+        sys.exit(f"ptft: error: {error}")
 
 
 if __name__ == "__main__":

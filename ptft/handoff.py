@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ptft.backbones.base import Backbone
+from ptft.errors import ConfigError, MissingPathError, OutputExistsError
 
 WEIGHTS_FILE = "backbone.safetensors"
 SPEC_FILE = "backbone.json"
@@ -29,36 +30,36 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path}: refusing to load, it holds objects other than tensors and plain values "
-            f"(weights_only=True): {str(error).splitlines()[0]}"
+        raise ConfigError(
+            f"{path}: refusing to load: not a plain checkpoint of tensors and values, so it could run code "
+            f"when unpickled (weights_only=True): {str(error).splitlines()[0]}"
         ) from None
     except (RuntimeError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
 
 
 def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(spec, state_dict)`` of the backbone in a ptft ``.ckpt`` or an export folder."""
     path = Path(source)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
+        raise MissingPathError(f"{path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
     if path.is_dir():
         missing = [name for name in (WEIGHTS_FILE, SPEC_FILE) if not (path / name).is_file()]
         if missing:
-            raise FileNotFoundError(f"{path} is not a ptft export folder: {', '.join(missing)} missing")
+            raise MissingPathError(f"{path} is not a ptft export folder: {', '.join(missing)} missing")
         try:
             spec = json.loads((path / SPEC_FILE).read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path / SPEC_FILE}: not valid JSON ({error})") from None
+            raise ConfigError(f"{path / SPEC_FILE}: not valid JSON ({error})") from None
         build_backbone(spec)  # a spec that does not describe a backbone fails before any weights are read
         try:
             return spec, load_file(path / WEIGHTS_FILE)
         except Exception as error:  # safetensors raises its own error type
-            raise ValueError(f"{path / WEIGHTS_FILE}: not a readable safetensors file ({error})") from None
+            raise ConfigError(f"{path / WEIGHTS_FILE}: not a readable safetensors file ({error})") from None
     checkpoint = load_checkpoint(path)
     spec = checkpoint.get("ptft", {}).get("backbone") if isinstance(checkpoint, dict) else None
     if spec is None:
-        raise ValueError(f"{path} is not a ptft checkpoint (it has no backbone spec under checkpoint['ptft'])")
+        raise ConfigError(f"{path} is not a ptft checkpoint (it has no backbone spec under checkpoint['ptft'])")
     state = {k[len(PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}
     return spec, state
 
@@ -70,9 +71,9 @@ def build_backbone(spec: dict[str, Any]) -> Backbone:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError):
-        raise ValueError(f"backbone class_path {class_path!r} cannot be imported") from None
+        raise ConfigError(f"backbone class_path {class_path!r} cannot be imported") from None
     if not (isinstance(cls, type) and issubclass(cls, Backbone)):
-        raise ValueError(f"backbone class_path {class_path!r} is not a ptft.backbones.Backbone")
+        raise ConfigError(f"backbone class_path {class_path!r} is not a ptft.backbones.Backbone")
     return cls(**spec.get("init_args", {}))
 
 
@@ -87,7 +88,7 @@ def load_backbone_weights(backbone: Backbone, state: dict[str, torch.Tensor], so
             shown = "\n    ".join(items[:10]) + (f"\n    ... and {len(items) - 10} more" if len(items) > 10 else "")
             return f"\n  {title} ({len(items)}):\n    {shown}" if items else ""
 
-        raise ValueError(
+        raise ConfigError(
             f"backbone weights in {source} do not match the configured {type(backbone).__name__}:"
             + listing("missing", missing) + listing("unexpected", unexpected) + listing("mis-shaped", misshaped)
         )
@@ -101,7 +102,7 @@ def load_backbone(source: str | os.PathLike, backbone: Backbone | None = None) -
     if backbone is None:
         backbone = build_backbone(spec)
     elif spec.get("class_path") != backbone.spec()["class_path"]:
-        raise ValueError(
+        raise ConfigError(
             f"model.pretrained {source} holds a {spec.get('class_path')}, but model.backbone is a "
             f"{backbone.spec()['class_path']}; drop model.backbone to use the pretrained one as it is"
         )
@@ -117,7 +118,7 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
     """
     out = Path(out_dir)
     if (out / WEIGHTS_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it")
     spec, state = read_backbone(checkpoint)
     build_backbone(spec)  # the spec must rebuild before anything is written
     out.mkdir(parents=True, exist_ok=True)

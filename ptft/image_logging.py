@@ -25,6 +25,6 @@ def log_image(trainer: pl.Trainer, key: str, image: torch.Tensor) -> None:
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image, step)
         else:
-            folder = Path(logger.log_dir or trainer.default_root_dir) / "images"
+            folder = Path(getattr(logger, "log_dir", None) or trainer.default_root_dir) / "images"
             folder.mkdir(parents=True, exist_ok=True)
             save_image(image, folder / f"{key.replace('/', '_')}_step{step}.png")

@@ -60,8 +60,10 @@ def main() -> None:
     backbone_arg = json.dumps({"class_path": spec["class_path"], "init_args": spec["init_args"]})
 
     probe = ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, f"--trainer.max_epochs={options.probe_epochs}"]
-    for name, source in (("pretrained", f"--model.pretrained={export_dir}"), ("random_init", f"--model.backbone={backbone_arg}")):
-        metrics, seconds, _ = fit([*probe, source, f"--trainer.logger.init_args.save_dir={run_dir / name}"])
+    sources = {"pretrained": [f"--model.pretrained={export_dir}"],
+               "random_init": ["--model.pretrained=null", f"--model.backbone={backbone_arg}"]}
+    for name, source in sources.items():
+        metrics, seconds, _ = fit([*probe, *source, f"--trainer.logger.init_args.save_dir={run_dir / name}"])
         stages[name] = {"val_acc": metrics["val/acc"], "seconds": seconds}
 
     results = {

@@ -31,6 +31,13 @@ def make_image_tree(root: Path, splits=("train", "val"), classes=("cat", "dog", 
     return root
 
 
+def small_encoder():
+    """A DCGAN encoder small enough for unit tests (stride 4)."""
+    from ptft.backbones import DCGANEncoder
+
+    return DCGANEncoder(base_width=8, num_layers=2)
+
+
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     return make_image_tree(tmp_path / "images")

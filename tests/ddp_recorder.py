@@ -18,12 +18,19 @@ class RecordRank(pl.Callback):
         if trainer.current_epoch == 0:
             self.indices = [int(i) for i in trainer.train_dataloader.sampler]
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if batch_idx == 0:
+            images = batch[0]
+            with trainer.precision_plugin.forward_context():
+                self.output_dtype = str(pl_module.backbone(images).dtype)
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         digest = hashlib.sha256()
-        for name, tensor in sorted(pl_module.state_dict().items()):
+        for name, tensor in sorted(pl_module.named_parameters()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         self.out_dir.mkdir(parents=True, exist_ok=True)
         record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "indices": self.indices,
-                  "steps": trainer.global_step, "weights": digest.hexdigest()}
+                  "steps": trainer.global_step, "weights": digest.hexdigest(), "precision": trainer.precision,
+                  "output_dtype": getattr(self, "output_dtype", None)}
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -48,7 +48,9 @@ def test_a_checkpoint_without_a_ptft_spec_is_refused(tmp_path):
     torch.save({"state_dict": {"backbone.w": torch.zeros(1)}}, path)
     with pytest.raises(ValueError, match="is not a ptft checkpoint"):
         read_backbone(path)
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    with pytest.raises(ValueError, match="is not a ptft checkpoint"):
+        export_backbone(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 class _Exploit:

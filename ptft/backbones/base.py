@@ -14,8 +14,9 @@ class Backbone(nn.Module):
     """A network that is pretrained, handed off and fine-tuned.
 
     Subclasses set ``out_dim`` (size of the pooled features), ``feature_channels`` and
-    ``feature_stride`` (channels and downsampling factor of the spatial feature map), and implement
-    ``forward_features(x) -> (B, C, H, W)`` and ``pool(features) -> (B, out_dim)``.
+    ``feature_stride`` (channels and downsampling factor of the spatial feature map) and
+    ``dropout`` (applied to pooled features), and implement ``forward_features(x) -> (B, C, H, W)``.
+    ``pool`` is global average pooling; override it for other poolings.
 
     The arguments a subclass was built with are recorded, so a backbone can be rebuilt from its
     ``spec()`` (``{"class_path", "init_args"}``) without repeating its configuration.
@@ -24,6 +25,7 @@ class Backbone(nn.Module):
     out_dim: int
     feature_channels: int
     feature_stride: int
+    dropout: nn.Module
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -49,7 +51,7 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.dropout(features.mean(dim=(2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``(B, out_dim)``."""

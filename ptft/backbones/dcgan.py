@@ -7,6 +7,7 @@ from torch import nn
 
 from ptft.backbones.base import Backbone
 from ptft.backbones.norm import NormKind, norm_layer
+from ptft.errors import ConfigError
 
 
 class DCGANEncoder(Backbone):
@@ -35,7 +36,7 @@ class DCGANEncoder(Backbone):
     ) -> None:
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
         layers: list[nn.Module] = []
         channels = in_channels
         for i in range(num_layers):
@@ -53,6 +54,3 @@ class DCGANEncoder(Backbone):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
-
-    def pool(self, features: torch.Tensor) -> torch.Tensor:
-        return self.dropout(features.mean(dim=(2, 3)))

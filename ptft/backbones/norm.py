@@ -3,6 +3,7 @@
 from typing import Literal
 
 from torch import nn
+from ptft.errors import ConfigError
 
 NormKind = Literal["batch", "group", "none"]
 
@@ -16,4 +17,4 @@ def norm_layer(kind: NormKind, channels: int) -> nn.Module:
         return nn.GroupNorm(groups, channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"norm must be one of 'batch', 'group', 'none', got {kind!r}")
+    raise ConfigError(f"norm must be one of 'batch', 'group', 'none', got {kind!r}")

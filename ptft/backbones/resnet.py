@@ -11,6 +11,7 @@ from torchvision import models
 
 from ptft.backbones.base import Backbone
 from ptft.backbones.norm import NormKind, norm_layer
+from ptft.errors import ConfigError
 
 _OUT_DIM = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
@@ -37,9 +38,9 @@ class ResNet(Backbone):
     ) -> None:
         super().__init__()
         if arch not in _OUT_DIM:
-            raise ValueError(f"arch must be one of {sorted(_OUT_DIM)}, got {arch!r}")
+            raise ConfigError(f"arch must be one of {sorted(_OUT_DIM)}, got {arch!r}")
         if norm == "none" and zero_init_residual:
-            raise ValueError("zero_init_residual needs a norm layer; use norm='batch' or 'group'")
+            raise ConfigError("zero_init_residual needs a norm layer; use norm='batch' or 'group'")
         net = getattr(models, arch)(
             weights=None,
             norm_layer=functools.partial(norm_layer, norm),
@@ -57,6 +58,3 @@ class ResNet(Backbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def pool(self, features: torch.Tensor) -> torch.Tensor:
-        return self.dropout(features.mean(dim=(2, 3)))

@@ -21,14 +21,12 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms import v2
 
 from ptft.data.paths import resolve_data_path
+from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
 
 AugmentPreset = Literal["pretrain", "finetune", "probe", "none"]
-
-
-class CorruptImageError(RuntimeError):
-    """An image file that cannot be decoded."""
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def decode_image(path: str, size: int) -> torch.Tensor:
@@ -56,7 +54,7 @@ def augmentation(preset: AugmentPreset, image_size: int) -> v2.Transform:
         return v2.Compose([center, v2.RandomHorizontalFlip()])
     scale = {"pretrain": (0.5, 1.0), "finetune": (0.25, 1.0)}.get(preset)
     if scale is None:
-        raise ValueError(f"train_augment must be one of 'pretrain', 'finetune', 'probe', 'none', got {preset!r}")
+        raise ConfigError(f"train_augment must be one of 'pretrain', 'finetune', 'probe', 'none', got {preset!r}")
     return v2.Compose([v2.RandomResizedCrop(image_size, scale=scale, antialias=True), v2.RandomHorizontalFlip()])
 
 
@@ -90,20 +88,25 @@ class ImageFiles(Dataset):
         path, label = self.samples[index]
         try:
             image = decode_image(path, self.decode_size)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        except DECODE_ERRORS as error:
             raise CorruptImageError(
-                f"{path}: cannot decode image ({error}); fix or remove it, or set data.skip_corrupt=true"
+                f"{path}: cannot decode image ({error}); fix or remove it, or set data.skip_corrupt=true "
+                "to find and skip damaged images before training"
             ) from None
         return self.transform(image), label
 
 
-def _readable(path: str) -> str | None:
-    """None if PIL can parse the file's header, else the reason it cannot."""
+def unreadable_reason(path: str, size: int, decode: bool) -> str | None:
+    """None if the image is usable, else why not. Parses the header only (fast), or with ``decode``
+    decodes it at reduced size too, which also finds truncated files."""
     try:
-        with Image.open(path) as img:
-            img.size  # noqa: B018 - parsing the header is the check
+        if decode:
+            decode_image(path, size)
+        else:
+            with Image.open(path) as img:
+                img.size  # noqa: B018 - parsing the header is the check
         return None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except DECODE_ERRORS as error:
         return str(error) or type(error).__name__
 
 
@@ -123,7 +126,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         split_seed: seed of the ``label_fraction`` subset (independent of the training seed).
         train_augment: augmentation preset for the train split: ``pretrain``, ``finetune``,
             ``probe`` (flips only) or ``none``.
-        skip_corrupt: skip images whose header cannot be read (counted and reported) instead of failing.
+        skip_corrupt: decode every image once at start-up and skip (and count) those that fail,
+            instead of stopping at the first unreadable one.
     """
 
     def __init__(
@@ -142,9 +146,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if not 0 < label_fraction <= 1:
-            raise ValueError(f"data.label_fraction must be in (0, 1], got {label_fraction}")
+            raise ConfigError(f"data.label_fraction must be in (0, 1], got {label_fraction}")
         if image_size < 1 or batch_size < 1 or num_workers < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"data.image_size and data.batch_size must be >= 1 and data.num_workers >= 0, "
                 f"got {image_size}, {batch_size}, {num_workers}"
             )
@@ -154,29 +158,34 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.label_fraction = label_fraction
-        self.split_seed = split_seed
         self.train_augment = train_augment
         self.skip_corrupt = skip_corrupt
         self.classes = self._check_class_folders()
         self.num_classes = len(self.classes)
-        self.datasets: dict[str, ImageFiles] = {}
+        # Scanned now, so that bad trees fail before a trainer or logger writes anything.
         self.skipped_files: list[str] = []
+        self.samples = {stage: self._samples(stage) for stage, split in self.splits.items() if split is not None}
+        if self.skipped_files:
+            log.warning("skipped %d unreadable images (skip_corrupt=true), e.g. %s", len(self.skipped_files), self.skipped_files[0])
+        if label_fraction < 1:
+            train = self.samples["train"]
+            self.samples["train"] = [train[i] for i in stratified_subset([label for _, label in train], label_fraction, split_seed)]
+        self.datasets: dict[str, ImageFiles] = {}
 
     def _split_dir(self, stage: str) -> Path:
         split_dir = self.root / self.splits[stage]
         if not self.root.is_dir():
-            raise FileNotFoundError(f"data.root: {self.root} is not a folder (set data.root or $PTFT_DATA)")
+            raise MissingPathError(f"data.root: {self.root} is not a folder (set data.root or $PTFT_DATA)")
         if not split_dir.is_dir():
             found = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-            raise FileNotFoundError(f"data.{stage}_split: {split_dir} is not a folder; folders in {self.root}: {found}")
+            raise MissingPathError(f"data.{stage}_split: {split_dir} is not a folder; folders in {self.root}: {found}")
         return split_dir
 
     def _classes_of(self, stage: str) -> list[str]:
         split_dir = self._split_dir(stage)
         classes = sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
         if not classes:
-            raise FileNotFoundError(f"data.{stage}_split: {split_dir} has no class sub-folders (expected <class>/<image>)")
+            raise MissingPathError(f"data.{stage}_split: {split_dir} has no class sub-folders (expected <class>/<image>)")
         return classes
 
     def _check_class_folders(self) -> list[str]:
@@ -186,7 +195,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 continue
             other = self._classes_of(stage)
             if other != classes:
-                raise ValueError(
+                raise ConfigError(
                     f"class folders of {self.root / self.splits[stage]} differ from {self.root / self.splits['train']}: "
                     f"only in {self.splits['train']}: {sorted(set(classes) - set(other))}, "
                     f"only in {self.splits[stage]}: {sorted(set(other) - set(classes))}"
@@ -198,12 +207,12 @@ class ImageFolderDataModule(pl.LightningDataModule):
         class_to_idx = {name: i for i, name in enumerate(self.classes)}
         samples = make_dataset(str(split_dir), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
         if not samples:
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"data.{stage}_split: no images in {split_dir} (looked for {', '.join(IMG_EXTENSIONS)} in its class folders)"
             )
         good = []
         for path, label in samples:
-            reason = _readable(path)
+            reason = unreadable_reason(path, self.image_size, decode=self.skip_corrupt)
             if reason is None:
                 good.append((path, label))
             elif self.skip_corrupt:
@@ -211,24 +220,17 @@ class ImageFolderDataModule(pl.LightningDataModule):
             else:
                 raise CorruptImageError(f"{path}: cannot read image ({reason}); fix or remove it, or set data.skip_corrupt=true")
         if not good:
-            raise FileNotFoundError(f"data.{stage}_split: none of the {len(samples)} images in {split_dir} is readable")
+            raise MissingPathError(f"data.{stage}_split: none of the {len(samples)} images in {split_dir} is readable")
         return good
 
     def setup(self, stage: str | None = None) -> None:
+        stage = getattr(stage, "value", stage) or "fit"  # Lightning passes a TrainerFn enum
         wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["val"]}
-        for split in wanted.get(stage, ["train", "val"]) if stage else ["train", "val"]:
-            if split in self.datasets:
-                continue
-            if self.splits[split] is None:
-                raise ValueError(f"data.{split}_split is not set; `ptft {stage}` needs it")
-            samples = self._samples(split)
-            if split == "train" and self.label_fraction < 1:
-                keep = stratified_subset([label for _, label in samples], self.label_fraction, self.split_seed)
-                samples = [samples[i] for i in keep]
+        for split in wanted.get(stage, ["train", "val"]):
+            if split not in self.samples:
+                raise ConfigError(f"data.{split}_split is not set; `ptft {stage}` needs it")
             preset = self.train_augment if split == "train" else "none"
-            self.datasets[split] = ImageFiles(samples, self.image_size, augmentation(preset, self.image_size))
-        if self.skipped_files:
-            log.warning("skipped %d unreadable images (skip_corrupt=true), e.g. %s", len(self.skipped_files), self.skipped_files[0])
+            self.datasets[split] = ImageFiles(self.samples[split], self.image_size, augmentation(preset, self.image_size))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

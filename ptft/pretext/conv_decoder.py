@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from ptft.errors import ConfigError
 
 
 class ConvDecoder(nn.Module):
@@ -20,7 +21,7 @@ class ConvDecoder(nn.Module):
     def __init__(self, in_channels: int, upsample_factor: int, out_channels: int = 3, width: int = 64) -> None:
         super().__init__()
         if upsample_factor < 1 or upsample_factor & (upsample_factor - 1):
-            raise ValueError(f"the decoder upsamples by powers of two; the backbone's stride is {upsample_factor}")
+            raise ConfigError(f"the decoder upsamples by powers of two; the backbone's stride is {upsample_factor}")
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(upsample_factor.bit_length() - 1):

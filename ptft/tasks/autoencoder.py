@@ -12,7 +12,8 @@ from torchvision.utils import make_grid
 from ptft.backbones.base import Backbone
 from ptft.image_logging import log_image
 from ptft.pretext.conv_decoder import ConvDecoder
-from ptft.tasks.base import PtftTask
+from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
+from ptft.errors import ConfigError
 
 
 def mask_patches(images: torch.Tensor, ratio: float, patch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -39,7 +40,7 @@ class AutoencoderPretraining(PtftTask):
         loss: ``mse`` or ``l1`` reconstruction loss.
         decoder_width: fewest channels of a decoder layer.
         num_grid_images: images in the logged reconstruction grid (0 disables it).
-        optimizer, lr_scheduler, lr_scheduler_interval: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -55,17 +56,18 @@ class AutoencoderPretraining(PtftTask):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        lr_scheduler_monitor: str = "val/loss",
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
         if corruption not in ("none", "gaussian", "mask"):
-            raise ValueError(f"model.corruption must be 'none', 'gaussian' or 'mask', got {corruption!r}")
+            raise ConfigError(f"model.corruption must be 'none', 'gaussian' or 'mask', got {corruption!r}")
         if loss not in ("mse", "l1"):
-            raise ValueError(f"model.loss must be 'mse' or 'l1', got {loss!r}")
+            raise ConfigError(f"model.loss must be 'mse' or 'l1', got {loss!r}")
         if not 0 <= mask_ratio < 1:
-            raise ValueError(f"model.mask_ratio must be in [0, 1), got {mask_ratio}")
+            raise ConfigError(f"model.mask_ratio must be in [0, 1), got {mask_ratio}")
         if noise_std < 0 or mask_patch_size < 1:
-            raise ValueError(f"model.noise_std must be >= 0 and model.mask_patch_size >= 1, got {noise_std}, {mask_patch_size}")
-        self.save_hyperparameters(ignore=["backbone", "optimizer", "lr_scheduler"])
+            raise ConfigError(f"model.noise_std must be >= 0 and model.mask_patch_size >= 1, got {noise_std}, {mask_patch_size}")
+        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
         self.decoder = ConvDecoder(backbone.feature_channels, backbone.feature_stride, width=decoder_width)
         self.corruption = corruption
         self.noise_std = noise_std
@@ -86,11 +88,19 @@ class AutoencoderPretraining(PtftTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         reconstruction = self.decoder(self.backbone.forward_features(images))
         if reconstruction.shape[-2:] != images.shape[-2:]:
-            raise ValueError(
+            raise ConfigError(
                 f"the decoder made {tuple(reconstruction.shape[-2:])} images from {tuple(images.shape[-2:])} inputs: "
                 f"data.image_size must be a multiple of the backbone's stride {self.backbone.feature_stride}"
             )
         return reconstruction
+
+    def setup(self, stage: str) -> None:
+        image_size = getattr(self.trainer.datamodule, "image_size", None)
+        if image_size is not None and image_size % self.backbone.feature_stride:
+            raise ConfigError(
+                f"data.image_size={image_size} is not a multiple of the backbone's stride "
+                f"{self.backbone.feature_stride}: the decoder could not reproduce the input size"
+            )
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, _ = batch
@@ -108,6 +118,10 @@ class AutoencoderPretraining(PtftTask):
         if batch_idx == 0 and self.num_grid_images > 0:
             n = min(self.num_grid_images, len(images))
             self._grid_batch = torch.cat([images[:n], corrupted[:n], reconstruction[:n].to(images.dtype)])
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, _ = batch
+        return self(images)
 
     def on_validation_epoch_end(self) -> None:
         if self._grid_batch is None or self.trainer.sanity_checking:

@@ -9,6 +9,11 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 
 from ptft.backbones.base import Backbone
+from ptft.errors import ConfigError
+
+
+# Init arguments that are objects, not hyperparameters: left out of save_hyperparameters.
+NOT_HYPERPARAMETERS = ["backbone", "optimizer", "lr_scheduler"]
 
 
 class PtftTask(pl.LightningModule):
@@ -22,6 +27,7 @@ class PtftTask(pl.LightningModule):
         optimizer: optimizer class and arguments, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 1e-3}}``.
         lr_scheduler: optional LR scheduler class and arguments.
         lr_scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
+        lr_scheduler_monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
     """
 
     def __init__(
@@ -30,14 +36,16 @@ class PtftTask(pl.LightningModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        lr_scheduler_monitor: str = "val/loss",
     ) -> None:
         super().__init__()
         if not isinstance(backbone, Backbone):
-            raise TypeError(f"model.backbone must be a ptft.backbones.Backbone, got {type(backbone).__name__}")
+            raise ConfigError(f"model.backbone must be a ptft.backbones.Backbone, got {type(backbone).__name__}")
         self.backbone = backbone
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
+        self.lr_scheduler_monitor = lr_scheduler_monitor
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameter groups handed to the optimizer; tasks override this for per-part learning rates."""
@@ -48,7 +56,10 @@ class PtftTask(pl.LightningModule):
         if self.lr_scheduler is None:
             return optimizer
         scheduler = self.lr_scheduler(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval, "monitor": self.lr_scheduler_monitor},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)

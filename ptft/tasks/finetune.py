@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
+from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ptft.backbones.base import Backbone
 from ptft.handoff import load_backbone
-from ptft.tasks.base import PtftTask
+from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
+from ptft.errors import ConfigError
 
 
 def classification_head(in_dim: int, num_classes: int, kind: str, hidden_dim: int, dropout: float, feature_norm: bool) -> nn.Sequential:
@@ -26,7 +28,7 @@ def classification_head(in_dim: int, num_classes: int, kind: str, hidden_dim: in
     elif kind == "mlp":
         layers += [nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, num_classes)]
     else:
-        raise ValueError(f"model.head must be 'linear' or 'mlp', got {kind!r}")
+        raise ConfigError(f"model.head must be 'linear' or 'mlp', got {kind!r}")
     return nn.Sequential(*layers)
 
 
@@ -49,7 +51,7 @@ class FineTuning(PtftTask):
             (standardises them; the MAE linear-probe recipe).
         backbone_lr: learning rate of the backbone (None: the optimizer's lr, as for the head).
         label_smoothing: label smoothing of the cross-entropy.
-        optimizer, lr_scheduler, lr_scheduler_interval: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -68,19 +70,20 @@ class FineTuning(PtftTask):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        lr_scheduler_monitor: str = "val/loss",
     ) -> None:
         if mode not in ("full", "linear_probe"):
-            raise ValueError(f"model.mode must be 'full' or 'linear_probe', got {mode!r}")
+            raise ConfigError(f"model.mode must be 'full' or 'linear_probe', got {mode!r}")
         if unfreeze_at_epoch is not None and (mode != "linear_probe" or unfreeze_at_epoch < 1):
-            raise ValueError("model.unfreeze_at_epoch needs model.mode=linear_probe and a value >= 1")
+            raise ConfigError("model.unfreeze_at_epoch needs model.mode=linear_probe and a value >= 1")
         if num_classes < 2:
-            raise ValueError(f"model.num_classes must be >= 2, got {num_classes}")
+            raise ConfigError(f"model.num_classes must be >= 2, got {num_classes}")
         if pretrained is not None:
             backbone = load_backbone(pretrained, backbone)
         elif backbone is None:
-            raise ValueError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval)
-        self.save_hyperparameters(ignore=["backbone", "optimizer", "lr_scheduler"])
+            raise ConfigError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
+        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
         self.head = classification_head(backbone.out_dim, num_classes, head, head_hidden_dim, head_dropout, feature_norm)
         self.mode = mode
         self.unfreeze_at_epoch = unfreeze_at_epoch
@@ -92,8 +95,12 @@ class FineTuning(PtftTask):
             if unfreeze_at_epoch is None:
                 self.backbone.requires_grad_(False)  # never trained: not in the optimizer, not in DDP's buckets
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes > 5 else None
+        accuracies = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+        if num_classes > 5:
+            accuracies["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        self.eval_metrics = nn.ModuleDict({
+            stage: MetricCollection({k: m.clone() for k, m in accuracies.items()}, prefix=f"{stage}/") for stage in ("val", "test")
+        })
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -105,7 +112,7 @@ class FineTuning(PtftTask):
         strategy = self.trainer.strategy
         if self.unfreeze_at_epoch is not None and isinstance(strategy, DDPStrategy):
             if not strategy._ddp_kwargs.get("find_unused_parameters", False):
-                raise ValueError(
+                raise ConfigError(
                     "model.unfreeze_at_epoch under DDP: the frozen backbone gets no gradients at first; "
                     "use --trainer.strategy=ddp_find_unused_parameters_true"
                 )
@@ -151,12 +158,10 @@ class FineTuning(PtftTask):
         images, _ = batch
         return self(images).argmax(dim=1)
 
-    def _evaluate(self, batch, prefix: str) -> None:
+    def _evaluate(self, batch, stage: str) -> None:
         images, labels = batch
         logits = self(images).float()
-        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), prog_bar=True, sync_dist=True)
-        self.val_acc(logits, labels)
-        self.log(f"{prefix}/acc", self.val_acc, prog_bar=True)
-        if self.val_acc_top5 is not None:
-            self.val_acc_top5(logits, labels)
-            self.log(f"{prefix}/acc_top5", self.val_acc_top5)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), prog_bar=True, sync_dist=True)
+        metrics = self.eval_metrics[stage]
+        metrics.update(logits, labels)
+        self.log_dict(metrics, prog_bar=True)

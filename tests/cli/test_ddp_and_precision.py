@@ -1,6 +1,7 @@
 """Real 2-process DDP (gloo on CPU) through the `ptft` command, and bf16-mixed runs."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -48,22 +49,29 @@ def test_ddp_pretraining_then_fine_tuning(tmp_path):
 def test_ddp_unfreezing_needs_find_unused_parameters(tmp_path):
     with pytest.raises(AssertionError, match="ddp_find_unused_parameters_true"):
         ddp_run(tmp_path, "probe", "finetune/imagenette_linear_probe.yaml", "--model.backbone=ptft.backbones.DCGANEncoder",
-                "--model.unfreeze_at_epoch=1")
+                "--model.pretrained=null", "--model.unfreeze_at_epoch=1")
     _, records = ddp_run(tmp_path, "probe", "finetune/imagenette_linear_probe.yaml", "--model.backbone=ptft.backbones.DCGANEncoder",
-                         "--model.unfreeze_at_epoch=1", "--trainer.strategy=ddp_find_unused_parameters_true")
+                         "--model.pretrained=null", "--model.unfreeze_at_epoch=1", "--trainer.strategy=ddp_find_unused_parameters_true")
     assert_ranks_agree(records)
 
 
 @pytest.mark.parametrize("config", ["pretrain/autoencoder_imagenette.yaml", "finetune/imagenette_full.yaml"])
 def test_bf16_mixed_on_cpu(tmp_path, config):
     tree = make_image_tree(tmp_path / "tree", per_class=4)
+    recorder = json.dumps({"class_path": "ddp_recorder.RecordRank", "init_args": {"out_dir": str(tmp_path / "record")}})
     result = run_ptft(
         "fit", "-c", str(CONFIGS / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), "-c", str(CONFIGS / "trainer/bf16.yaml"),
         f"--data.root={tree}", "--data.image_size=32", "--data.batch_size=4", "--data.num_workers=0",
-        "--model.backbone=ptft.backbones.DCGANEncoder", "--trainer.max_steps=3", "--trainer.logger=false",
-        f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false", cwd=tmp_path,
+        "--model.backbone=ptft.backbones.DCGANEncoder", "--model.pretrained=null", "--trainer.max_steps=3",
+        "--trainer.log_every_n_steps=1", "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={tmp_path}", f"--trainer.callbacks+={recorder}", "--trainer.enable_progress_bar=false",
+        cwd=tmp_path,
     )
-    assert "bf16-mixed" in result.stderr + result.stdout
-    checkpoint = torch.load(checkpoint_from(result), weights_only=True)
-    losses = [v for k, v in checkpoint["state_dict"].items()]
-    assert all(torch.isfinite(v).all() for v in losses if v.is_floating_point())
+    record = json.loads((tmp_path / "record/rank0.json").read_text())
+    assert record["precision"] == "bf16-mixed" and record["output_dtype"] == "torch.bfloat16"
+    rows = next(tmp_path.glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()
+    column = rows[0].split(",").index("train/loss")
+    losses = [float(r.split(",")[column]) for r in rows[1:] if r.split(",")[column]]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    state = torch.load(checkpoint_from(result), weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())

@@ -93,9 +93,8 @@ def test_split_without_images_is_an_error_naming_it(tmp_path):
     for split in ("train", "val"):
         (root / split / "a").mkdir(parents=True)
         (root / split / "a" / "notes.txt").write_text("not an image")
-    dm = ImageFolderDataModule(root=str(root), num_workers=0)
     with pytest.raises(FileNotFoundError, match=r"data.train_split: no images in .*empty/train"):
-        dm.setup("fit")
+        ImageFolderDataModule(root=str(root), num_workers=0)
 
 
 def _corrupt(root: Path) -> Path:
@@ -107,27 +106,32 @@ def _corrupt(root: Path) -> Path:
 
 def test_corrupt_image_error_names_the_file(image_tree):
     bad = _corrupt(image_tree)
-    dm = ImageFolderDataModule(root=str(image_tree), num_workers=0)
     with pytest.raises(CorruptImageError, match="bad.png|empty.jpg") as info:
-        dm.setup("fit")
+        ImageFolderDataModule(root=str(image_tree), num_workers=0)
     assert "skip_corrupt" in str(info.value) and str(bad.parent) in str(info.value)
 
 
-def test_skip_corrupt_skips_and_counts(image_tree):
-    _corrupt(image_tree)
-    dm = ImageFolderDataModule(root=str(image_tree), num_workers=0, skip_corrupt=True)
-    dm.setup("fit")
-    assert len(dm.skipped_files) == 2 and len(dm.datasets["train"]) == 24
-
-
-def test_truncated_jpeg_fails_at_decode_naming_the_file(image_tree):
-    path = image_tree / "train" / "cat" / "0.jpg"
+def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])  # header intact, pixel data cut
+
+
+def test_skip_corrupt_skips_and_counts_truncated_images_too(image_tree):
+    _corrupt(image_tree)
+    _truncate(image_tree / "train" / "cat" / "0.jpg")
+    dm = ImageFolderDataModule(root=str(image_tree), num_workers=0, skip_corrupt=True)
+    assert len(dm.skipped_files) == 3 and len(dm.samples["train"]) == 23
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 23
+
+
+def test_truncated_jpeg_without_skip_corrupt_fails_at_decode_naming_the_file(image_tree):
+    path = image_tree / "train" / "cat" / "0.jpg"
+    _truncate(path)
     dm = ImageFolderDataModule(root=str(image_tree), num_workers=0)
     dm.setup("fit")
     index = next(i for i, (p, _) in enumerate(dm.datasets["train"].samples) if p == str(path))
-    with pytest.raises(CorruptImageError, match="0.jpg"):
+    with pytest.raises(CorruptImageError, match="0.jpg.*skip_corrupt=true"):
         dm.datasets["train"][index]
 
 

@@ -3,14 +3,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from ptft.backbones import DCGANEncoder, ResNet
+from conftest import small_encoder
+from ptft.backbones import ResNet
 from ptft.data import ImageFolderDataModule
 from ptft.tasks import AutoencoderPretraining
 from ptft.tasks.autoencoder import mask_patches
-
-
-def small_encoder(**kwargs):
-    return DCGANEncoder(base_width=8, num_layers=2, **kwargs)
 
 
 def test_mask_patches_blanks_whole_patches_at_the_ratio():

@@ -1,0 +1,21 @@
+"""Errors for bad input that ptft detects itself; the ``ptft`` command prints them as one line."""
+
+
+class PtftError(Exception):
+    """Bad input, detected before it can do harm; the message names the file or config key."""
+
+
+class ConfigError(PtftError, ValueError):
+    """A config value, or a file given by one, that cannot be used."""
+
+
+class MissingPathError(PtftError, FileNotFoundError):
+    """A file or folder named by the config does not exist or holds nothing usable."""
+
+
+class CorruptImageError(PtftError, ValueError):
+    """An image file that cannot be decoded."""
+
+
+class OutputExistsError(PtftError, FileExistsError):
+    """An output that would replace earlier results."""
