@@ -21,8 +21,9 @@ def ddp_run(tmp_path, name, config, *extra):
     result = run_ptft(
         "fit", "-c", str(CONFIGS / config), "-c", str(CONFIGS / "trainer/ddp.yaml"), f"--data.root={tree}",
         "--data.image_size=32", "--data.batch_size=4", "--data.num_workers=0", "--trainer.enable_progress_bar=false",
-        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.max_epochs=2", "--trainer.logger=false",
-        f"--trainer.default_root_dir={tmp_path / (name + '_root')}", f"--trainer.callbacks+={recorder}", *extra,
+        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.max_epochs=2",
+        "--trainer.logger=pytorch_lightning.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path / (name + '_logs')}",
+        f"--trainer.callbacks+={recorder}", *extra,
         cwd=tmp_path, timeout=400,
     )
     records = sorted((json.loads(p.read_text()) for p in out.glob("rank*.json")), key=lambda r: r["rank"])
@@ -62,7 +63,8 @@ def test_bf16_mixed_on_cpu(tmp_path, config):
     result = run_ptft(
         "fit", "-c", str(CONFIGS / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), "-c", str(CONFIGS / "trainer/bf16.yaml"),
         f"--data.root={tree}", "--data.image_size=32", "--data.batch_size=4", "--data.num_workers=0",
-        "--model.backbone=ptft.backbones.DCGANEncoder", "--model.pretrained=null", "--trainer.max_steps=3",
+        "--model.backbone=ptft.backbones.DCGANEncoder", *(["--model.pretrained=null"] if "finetune" in config else []),
+        "--trainer.max_steps=3",
         "--trainer.log_every_n_steps=1", "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
         f"--trainer.logger.save_dir={tmp_path}", f"--trainer.callbacks+={recorder}", "--trainer.enable_progress_bar=false",
         cwd=tmp_path,
