@@ -24,20 +24,20 @@ from ptft.handoff import export_backbone
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-def fit(args: list[str]) -> tuple[dict[str, float], float, str]:
-    """Run ``ptft fit`` in this process: (final metrics, seconds, last checkpoint path)."""
+def fit(args: list[str]) -> tuple[dict[str, float], float, str, int]:
+    """Run ``ptft fit`` in this process: (final metrics, seconds, last checkpoint path, steps)."""
     start = time.perf_counter()
     cli = run_cli(["fit", *args])
     seconds = time.perf_counter() - start
     wandb.finish()  # each stage is its own W&B run
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
-    return metrics, seconds, cli.trainer.checkpoint_callback.last_model_path
+    return metrics, seconds, cli.trainer.checkpoint_callback.last_model_path, cli.trainer.global_step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrain-steps", type=int, default=600)
-    parser.add_argument("--probe-epochs", type=int, default=6)
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="default: the config's trainer.max_steps")
+    parser.add_argument("--probe-epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-config", default=str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"))
     parser.add_argument("--out", default=None, help="run folder (default runs/demo/<time>)")
@@ -50,11 +50,12 @@ def main() -> None:
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
     stages: dict[str, dict[str, float]] = {}
-    _, seconds, checkpoint = fit(
-        ["-c", options.pretrain_config, *common, f"--trainer.max_steps={options.pretrain_steps}", "--trainer.max_epochs=-1",
-         "--trainer.limit_val_batches=2", f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"]
+    _, seconds, checkpoint, steps = fit(
+        ["-c", options.pretrain_config, *common, "--trainer.limit_val_batches=2",
+         f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}",
+         *([f"--trainer.max_steps={options.pretrain_steps}"] if options.pretrain_steps else [])]
     )
-    stages["pretrain"] = {"seconds": seconds}
+    stages["pretrain"] = {"seconds": seconds, "steps": steps}
     export_dir = export_backbone(checkpoint, run_dir / "backbone")
     spec = json.loads((export_dir / "backbone.json").read_text())
     backbone_arg = json.dumps({"class_path": spec["class_path"], "init_args": spec["init_args"]})
@@ -63,14 +64,14 @@ def main() -> None:
     sources = {"pretrained": [f"--model.pretrained={export_dir}"],
                "random_init": ["--model.pretrained=null", f"--model.backbone={backbone_arg}"]}
     for name, source in sources.items():
-        metrics, seconds, _ = fit([*probe, *source, f"--trainer.logger.init_args.save_dir={run_dir / name}"])
+        metrics, seconds, _, _ = fit([*probe, *source, f"--trainer.logger.init_args.save_dir={run_dir / name}"])
         stages[name] = {"val_acc": metrics["val/acc"], "seconds": seconds}
 
     results = {
         "pretrained": stages["pretrained"],
         "random_init": stages["random_init"],
         "pretrain": stages["pretrain"],
-        "protocol": {"pretrain_config": options.pretrain_config, "pretrain_steps": options.pretrain_steps,
+        "protocol": {"pretrain_config": options.pretrain_config, "pretrain_steps": steps,
                      "probe_epochs": options.probe_epochs, "seed": options.seed, "data": str(root), "backbone": spec},
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -25,7 +25,7 @@ from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
 
-AugmentPreset = Literal["pretrain", "finetune", "probe", "none"]
+AugmentPreset = Literal["crop_flip", "flip", "none"]
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
@@ -44,18 +44,17 @@ def decode_image(path: str, size: int) -> torch.Tensor:
 
 
 def augmentation(preset: AugmentPreset, image_size: int) -> v2.Transform:
-    """Transforms on uint8 tensors. ``pretrain``: mild random-resized crops + flips (reconstruction
-    wants most of the image); ``finetune``: stronger crops + flips; ``probe``: flips only;
-    ``none``: centre crop (the evaluation transform)."""
+    """Transforms on uint8 tensors. ``flip``: centre crop + horizontal flips (for pretraining
+    autoencoders and for linear probes); ``crop_flip``: random-resized crops (25-100% of the
+    image) + flips (for fine-tuning); ``none``: centre crop (the evaluation transform)."""
     center = v2.CenterCrop(image_size)
     if preset == "none":
         return center
-    if preset == "probe":
+    if preset == "flip":
         return v2.Compose([center, v2.RandomHorizontalFlip()])
-    scale = {"pretrain": (0.5, 1.0), "finetune": (0.25, 1.0)}.get(preset)
-    if scale is None:
-        raise ConfigError(f"train_augment must be one of 'pretrain', 'finetune', 'probe', 'none', got {preset!r}")
-    return v2.Compose([v2.RandomResizedCrop(image_size, scale=scale, antialias=True), v2.RandomHorizontalFlip()])
+    if preset == "crop_flip":
+        return v2.Compose([v2.RandomResizedCrop(image_size, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip()])
+    raise ConfigError(f"data.train_augment must be one of 'crop_flip', 'flip', 'none', got {preset!r}")
 
 
 def stratified_subset(targets: list[int], fraction: float, seed: int) -> list[int]:
@@ -124,8 +123,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         label_fraction: stratified fraction of the train split to use, in (0, 1].
         split_seed: seed of the ``label_fraction`` subset (independent of the training seed).
-        train_augment: augmentation preset for the train split: ``pretrain``, ``finetune``,
-            ``probe`` (flips only) or ``none``.
+        train_augment: augmentation preset for the train split: ``flip``, ``crop_flip`` or ``none``
+            (see :func:`augmentation`).
         skip_corrupt: decode every image once at start-up and skip (and count) those that fail,
             instead of stopping at the first unreadable one.
     """
@@ -141,7 +140,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         label_fraction: float = 1.0,
         split_seed: int = 0,
-        train_augment: AugmentPreset = "finetune",
+        train_augment: AugmentPreset = "crop_flip",
         skip_corrupt: bool = False,
     ) -> None:
         super().__init__()

@@ -23,8 +23,9 @@ def test_pretrain_export_finetune_on_another_tree(tmp_path, cifar_style_tree):
                 f"--trainer.logger.init_args.save_dir={runs}"]
     first = run_ptft(*pretrain, cwd=tmp_path)
     second = run_ptft(*pretrain, cwd=tmp_path)  # a second run in the same folder must not crash
-    configs = sorted(runs.glob("wandb/offline-run-*/files/config.yaml"))
-    assert len(configs) == 2
+    configs = sorted(runs.glob("ptft/*/config.yaml"))  # each W&B run's config next to its checkpoints
+    assert len(configs) == 2 and len(list(runs.glob("wandb/offline-run-*"))) == 2
+    assert all((c.parent / "checkpoints" / "last.ckpt").is_file() for c in configs)
     assert yaml.safe_load(configs[0].read_text())["data"]["init_args"]["val_split"] == "test"
     checkpoint = checkpoint_from(second)
     assert checkpoint != checkpoint_from(first) and checkpoint.endswith("last.ckpt")

@@ -33,7 +33,7 @@ def test_batches_are_uint8_until_the_device_then_float_in_unit_range(image_tree)
 
 
 def test_val_is_deterministic_and_train_is_augmented(image_tree):
-    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=24, num_workers=0, train_augment="finetune")
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=24, num_workers=0, train_augment="crop_flip")
     dm.setup("fit")
     val = [next(iter(dm.val_dataloader()))[0] for _ in range(2)]
     assert torch.equal(val[0], val[1])
@@ -137,7 +137,7 @@ def test_truncated_jpeg_without_skip_corrupt_fails_at_decode_naming_the_file(ima
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"label_fraction": 0.0}, "label_fraction must be in"),
-    ({"train_augment": "heavy"}, "train_augment must be one of"),
+    ({"train_augment": "heavy"}, "data.train_augment must be one of"),
     ({"batch_size": 0}, "batch_size must be >= 1"),
 ])
 def test_bad_arguments_are_named(image_tree, kwargs, message):

@@ -11,7 +11,7 @@ from ptft.tasks import AutoencoderPretraining, FineTuning
 
 def fit(model, image_tree, epochs=2, **trainer_kwargs):
     pl.seed_everything(0)
-    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0, train_augment="probe")
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0, train_augment="flip")
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_progress_bar=False, enable_checkpointing=False,
                          enable_model_summary=False, **trainer_kwargs)
     trainer.fit(model, datamodule=dm)
