@@ -37,7 +37,7 @@ def fit(args: list[str]) -> tuple[dict[str, float], float, str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrain-steps", type=int, default=None, help="default: the config's trainer.max_steps")
-    parser.add_argument("--probe-epochs", type=int, default=8)
+    parser.add_argument("--probe-epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-config", default=str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"))
     parser.add_argument("--out", default=None, help="run folder (default runs/demo/<time>)")
