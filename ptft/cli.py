@@ -52,6 +52,13 @@ class PtftCLI(LightningCLI):
         # Applied only where the chosen model has the argument.
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
+    def _check_data(self) -> None:
+        check = getattr(self.model, "check_data", None)
+        if callable(check):
+            check(self.datamodule)
+
+    before_fit = before_validate = before_test = before_predict = _check_data
+
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
         path = checkpoint and (checkpoint.last_model_path or checkpoint.best_model_path)
@@ -59,7 +66,7 @@ class PtftCLI(LightningCLI):
             print(f"ptft: checkpoint {path}\nptft: export the backbone with: ptft export {path} OUT_DIR")
 
 
-def run_cli(args: list[str]) -> PtftCLI:
+def run_cli(args: list[str] | None) -> PtftCLI:
     """Run a LightningCLI subcommand in this process and return the CLI (trainer, model, datamodule)."""
     return PtftCLI(
         pl.LightningModule,
@@ -94,9 +101,24 @@ def main(argv: list[str] | None = None) -> None:
         export_main(args[1:])
         return
     try:
-        run_cli(args)
-    except PtftError as error:  # bad input: one line naming the file or key, no traceback
-        sys.exit(f"ptft: error: {error}")
+        run_cli(None if argv is None else args)  # None: LightningCLI reads sys.argv itself
+    except Exception as error:
+        bad_input = _ptft_error(error)
+        if bad_input is None:
+            raise
+        sys.exit(f"ptft: error: {bad_input}")  # bad input: one line naming the file or key, no traceback
+
+
+def _ptft_error(error: BaseException) -> PtftError | None:
+    """The PtftError behind ``error``. jsonargparse turns an error raised while it instantiates a
+    class into a ValueError that only quotes it, so the latest PtftError counts when quoted."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, PtftError):
+        cause = cause.__cause__ or cause.__context__
+    latest = PtftError.latest
+    if cause is None and latest is not None and str(latest) in str(error):
+        cause = latest
+    return cause
 
 
 if __name__ == "__main__":

@@ -4,6 +4,12 @@
 class PtftError(Exception):
     """Bad input, detected before it can do harm; the message names the file or config key."""
 
+    latest: "PtftError | None" = None  # jsonargparse re-raises errors from __init__ as text only
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        PtftError.latest = self
+
 
 class ConfigError(PtftError, ValueError):
     """A config value, or a file given by one, that cannot be used."""

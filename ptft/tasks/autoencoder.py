@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
@@ -94,8 +95,8 @@ class AutoencoderPretraining(PtftTask):
             )
         return reconstruction
 
-    def setup(self, stage: str) -> None:
-        image_size = getattr(self.trainer.datamodule, "image_size", None)
+    def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
+        image_size = getattr(datamodule, "image_size", None)
         if image_size is not None and image_size % self.backbone.feature_stride:
             raise ConfigError(
                 f"data.image_size={image_size} is not a multiple of the backbone's stride "

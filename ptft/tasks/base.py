@@ -47,6 +47,13 @@ class PtftTask(pl.LightningModule):
         self.lr_scheduler_interval = lr_scheduler_interval
         self.lr_scheduler_monitor = lr_scheduler_monitor
 
+    def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
+        """Raise a ConfigError if this task cannot use ``datamodule``; the CLI calls it before a
+        trainer writes anything, and ``setup`` again for runs started from Python."""
+
+    def setup(self, stage: str) -> None:
+        self.check_data(self.trainer.datamodule)
+
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameter groups handed to the optimizer; tasks override this for per-part learning rates."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]

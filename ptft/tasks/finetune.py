@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ptft.backbones.base import Backbone
 from ptft.handoff import load_backbone
 from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
-from ptft.errors import ConfigError
+from ptft.errors import ConfigError, PtftError
 
 
 def classification_head(in_dim: int, num_classes: int, kind: str, hidden_dim: int, dropout: float, feature_norm: bool) -> nn.Sequential:
@@ -79,7 +79,10 @@ class FineTuning(PtftTask):
         if num_classes < 2:
             raise ConfigError(f"model.num_classes must be >= 2, got {num_classes}")
         if pretrained is not None:
-            backbone = load_backbone(pretrained, backbone)
+            try:
+                backbone = load_backbone(pretrained, backbone)
+            except PtftError as error:
+                raise type(error)(f"model.pretrained: {error}") from None
         elif backbone is None:
             raise ConfigError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
         super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
@@ -109,6 +112,7 @@ class FineTuning(PtftTask):
         return self
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         strategy = self.trainer.strategy
         if self.unfreeze_at_epoch is not None and isinstance(strategy, DDPStrategy):
             if not strategy._ddp_kwargs.get("find_unused_parameters", False):

@@ -1,6 +1,7 @@
 """pretrain -> export -> fine-tune through the `ptft` command, as the README shows it."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -54,16 +55,43 @@ def test_csv_and_tensorboard_loggers_with_repeated_runs(tmp_path, cifar_style_tr
     assert list((tmp_path / "TensorBoardLogger").glob("lightning_logs/version_*/events.out.tfevents.*"))
 
 
-def test_bad_pretrained_path_fails_before_training_and_writes_nothing(tmp_path, cifar_style_tree):
-    result = run_ptft("fit", "-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), f"--data.root={cifar_style_tree}",
-                      "--data.val_split=test", *TINY, f"--model.pretrained={tmp_path / 'missing'}",
-                      f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", cwd=tmp_path, check=False)
-    assert result.returncode != 0 and "missing does not exist" in result.stderr
-    assert not (tmp_path / "runs").exists()
+def _empty_split(tree):
+    for image in (tree / "test").rglob("*.jpg"):
+        image.unlink()
 
 
-def test_missing_data_root_fails_naming_it(tmp_path):
-    result = run_ptft("fit", "-c", str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"), f"--data.root={tmp_path / 'nope'}",
-                      f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", cwd=tmp_path, check=False)
-    assert result.returncode != 0 and "data.root:" in result.stderr and "nope is not a folder" in result.stderr
-    assert not (tmp_path / "runs").exists()
+def _corrupt_image(tree):
+    (tree / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+
+
+def _mismatched_export(tree):
+    from ptft.backbones import ResNet
+
+    export = tree.parent / "resnet_export"
+    export.mkdir()
+    (export / "backbone.json").write_text(json.dumps(ResNet().spec()))
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in ResNet().state_dict().items()}, export / "backbone.safetensors")
+    return ["--model.backbone=ptft.backbones.DCGANEncoder", f"--model.pretrained={export}"]
+
+
+@pytest.mark.parametrize("config, breakage, message", [
+    ("pretrain/autoencoder_imagenette.yaml", lambda tree: [f"--data.root={tree / 'nope'}"], "data.root: .*nope is not a folder"),
+    ("pretrain/autoencoder_imagenette.yaml", lambda tree: _empty_split(tree), "data.val_split: no images in .*test"),
+    ("pretrain/autoencoder_imagenette.yaml", lambda tree: _corrupt_image(tree), "broken.jpg: cannot read image"),
+    ("pretrain/autoencoder_imagenette.yaml", lambda tree: ["--data.image_size=30"], "data.image_size=30 is not a multiple"),
+    ("finetune/imagenette_linear_probe.yaml", lambda tree: [f"--model.pretrained={tree / 'missing'}"],
+     "model.pretrained: .*missing does not exist"),
+    ("finetune/imagenette_linear_probe.yaml", _mismatched_export, "model.pretrained: .*holds a ptft.backbones.resnet.ResNet"),
+])
+def test_bad_input_is_one_line_before_training_and_writes_nothing(tmp_path, cifar_style_tree, config, breakage, message):
+    extra = breakage(cifar_style_tree) or []
+    runs = tmp_path / "runs"
+    result = run_ptft("fit", "-c", str(CONFIGS / config), f"--data.root={cifar_style_tree}", "--data.val_split=test", *TINY,
+                      f"--trainer.logger.init_args.save_dir={runs}", *extra, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("ptft: error: ")]
+    assert len(error_lines) == 1 and re.search(message, error_lines[0]), result.stderr[-2000:]
+    assert not runs.exists()  # no run folder, no checkpoint
