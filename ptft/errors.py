@@ -25,3 +25,7 @@ class CorruptImageError(PtftError, ValueError):
 
 class OutputExistsError(PtftError, FileExistsError):
     """An output that would replace earlier results."""
+
+
+class DivergenceError(PtftError, FloatingPointError):
+    """A loss became NaN or infinite; the run stopped before the update that would spread it."""

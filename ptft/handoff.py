@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.nn.utils import parametrize
 
 from ptft.backbones.base import Backbone
 from ptft.errors import ConfigError, MissingPathError, OutputExistsError
@@ -60,8 +61,33 @@ def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     spec = checkpoint.get("ptft", {}).get("backbone") if isinstance(checkpoint, dict) else None
     if spec is None:
         raise ConfigError(f"{path} is not a ptft checkpoint (it has no backbone spec under checkpoint['ptft'])")
-    state = {k[len(PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}
+    state = checkpoint["ptft"].get("backbone_state_dict")  # written when the weights are parametrized
+    if state is None:
+        state = {k[len(PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}
     return spec, state
+
+
+def folded_state_dict(backbone: Backbone) -> dict[str, torch.Tensor] | None:
+    """The backbone's weights with parametrizations (e.g. spectral norm) folded into plain
+    tensors, as a freshly built backbone expects them; None when nothing is parametrized."""
+    parametrized = [(name, m) for name, m in backbone.named_modules() if parametrize.is_parametrized(m)]
+    if not parametrized:
+        return None
+    state = backbone.state_dict()
+    modes = [(m, m.training) for m in backbone.modules()]
+    backbone.eval()  # spectral norm then uses its current estimate and takes no power-iteration step
+    try:
+        with torch.no_grad():
+            for name, module in parametrized:
+                prefix = f"{name}." if name else ""
+                for tensor_name in module.parametrizations:
+                    inner = f"{prefix}parametrizations.{tensor_name}."
+                    state = {k: v for k, v in state.items() if not k.startswith(inner)}
+                    state[prefix + tensor_name] = getattr(module, tensor_name).detach().clone()
+    finally:
+        for module, training in modes:
+            module.training = training
+    return state
 
 
 def build_backbone(spec: dict[str, Any]) -> Backbone:

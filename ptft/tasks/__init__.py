@@ -2,5 +2,6 @@
 
 from ptft.tasks.autoencoder import AutoencoderPretraining
 from ptft.tasks.finetune import FineTuning
+from ptft.tasks.gan import GANPretraining
 
-__all__ = ["AutoencoderPretraining", "FineTuning"]
+__all__ = ["AutoencoderPretraining", "FineTuning", "GANPretraining"]

@@ -10,6 +10,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 
 from ptft.backbones.base import Backbone
 from ptft.errors import ConfigError
+from ptft.handoff import folded_state_dict
 
 
 # Init arguments that are objects, not hyperparameters: left out of save_hyperparameters.
@@ -71,3 +72,6 @@ class PtftTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)
         checkpoint["ptft"] = {"task": f"{cls.__module__}.{cls.__qualname__}", "backbone": self.backbone.spec()}
+        folded = folded_state_dict(self.backbone)
+        if folded is not None:  # parametrized weights (spectral norm): store them as a plain backbone has them
+            checkpoint["ptft"]["backbone_state_dict"] = folded
