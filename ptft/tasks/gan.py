@@ -141,6 +141,7 @@ class GANPretraining(PtftTask):
         self.generator_optimizer = generator_optimizer
         self.critic_steps = 0  # saved in checkpoints, so n_critic keeps its rhythm across a resume
         self._real_features_done = False
+        self._seed = 0
 
     def critic(self, images: torch.Tensor) -> torch.Tensor:
         """One realness score per image."""
@@ -148,6 +149,13 @@ class GANPretraining(PtftTask):
 
     def latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.generator.latent_dim, device=self.fixed_latents.device, generator=generator)
+
+    def step_random(self, purpose: int) -> torch.Generator:
+        """Randomness of one training step: its own stream per rank (seed_everything gives every rank
+        the same global stream, which would feed every rank the same latents) and a function of the
+        seed and the step, so a resumed run draws what the uninterrupted one would have."""
+        seed = ((self._seed * 1_000_003 + self.global_rank) * 1_000_003 + self.critic_steps) * 4 + purpose
+        return torch.Generator(self.fixed_latents.device).manual_seed(seed % 2**63)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         """Images from latents, made by the EMA generator."""
@@ -167,6 +175,7 @@ class GANPretraining(PtftTask):
             self._ddp_params_and_buffers_to_ignore = [f"generator.{name}" for name, _ in self.generator.named_parameters()]
 
     def on_fit_start(self) -> None:
+        self._seed = torch.initial_seed()  # set by seed_everything; the base of every step's randomness
         if dist.is_available() and dist.is_initialized():  # DDP does not broadcast parameters it ignores
             for parameter in self.generator.parameters():
                 dist.broadcast(parameter.data, src=0)
@@ -189,12 +198,12 @@ class GANPretraining(PtftTask):
         real, _ = batch
         discriminator_optimizer, generator_optimizer = self.optimizers()
         with torch.no_grad():
-            fake = self.generator(self.latents(len(real)))
+            fake = self.generator(self.latents(len(real), self.step_random(0)))
         real_logits, fake_logits = self.critic(real), self.critic(fake)
         d_loss = discriminator_loss(self.loss, real_logits, fake_logits)
         total = d_loss
         if self.loss == "wgan_gp" and self.gp_weight > 0:
-            penalty = gradient_penalty(self.critic, real, fake)
+            penalty = gradient_penalty(self.critic, real, fake, self.step_random(1))
             total = total + self.gp_weight * penalty
             self.log("train/gradient_penalty", penalty)
         if self.r1_gamma > 0:
@@ -212,7 +221,7 @@ class GANPretraining(PtftTask):
             self.generator_step(generator_optimizer, len(real))
 
     def generator_step(self, optimizer, batch_size: int) -> None:
-        g_loss = generator_loss(self.loss, self.critic(self.generator(self.latents(batch_size))))
+        g_loss = generator_loss(self.loss, self.critic(self.generator(self.latents(batch_size, self.step_random(2)))))
         self.stop_if_not_finite("train/g_loss", g_loss)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)  # also fills discriminator gradients, which its next step clears

@@ -143,3 +143,16 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(imag
     saved = torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)
     assert saved["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+
+
+def test_fid_and_kid_are_logged_each_validation_epoch_and_kept_out_of_checkpoints(image_tree, tmp_path):
+    extractor = GANPretraining(critic_trunk(), image_size=16, latent_dim=16, generator_width=8)
+    torch.save({"state_dict": extractor.state_dict(), "ptft": {"backbone": extractor.backbone.spec()}}, tmp_path / "x.ckpt")
+    model = gan(fid_extractor=str(tmp_path / "x.ckpt"), kid_subset_size=10)
+    trainer = fit(model, image_tree, tmp_path, max_steps=12, enable_checkpointing=True)  # 2 epochs of 3 batches
+    assert math.isfinite(trainer.callback_metrics["val/fid"].item()) and trainer.callback_metrics["val/fid"].item() > 0
+    assert math.isfinite(trainer.callback_metrics["val/kid"].item())
+    assert int(model.metrics.fid.real_features_num_samples) == 24  # the real split was encoded once, not per epoch
+    saved = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert not [k for k in saved["state_dict"] if k.startswith("metrics.")]
+    GANPretraining.load_from_checkpoint(trainer.checkpoint_callback.best_model_path, backbone=critic_trunk(), weights_only=True)
