@@ -11,27 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 
-import wandb
-
-from ptft.cli import run_cli
 from ptft.data.imagenette import find_or_download_imagenette
-from ptft.handoff import export_backbone
+from ptft.evaluation import pretrain_then_probe
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
-def fit(args: list[str]) -> tuple[dict[str, float], float, str, int]:
-    """Run ``ptft fit`` in this process: (final metrics, seconds, last checkpoint path, steps)."""
-    start = time.perf_counter()
-    cli = run_cli(["fit", *args])
-    seconds = time.perf_counter() - start
-    wandb.finish()  # each stage is its own W&B run
-    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
-    return metrics, seconds, cli.trainer.checkpoint_callback.last_model_path, cli.trainer.global_step
 
 
 def main() -> None:
@@ -49,23 +35,13 @@ def main() -> None:
     common = [f"--seed_everything={options.seed}", f"--data.root={root}", "-c", str(CONFIGS / "trainer/cpu.yaml"),
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
-    stages: dict[str, dict[str, float]] = {}
-    _, seconds, checkpoint, steps = fit(
+    stages = pretrain_then_probe(
         ["-c", options.pretrain_config, *common, "--trainer.limit_val_batches=2",
-         f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}",
-         *([f"--trainer.max_steps={options.pretrain_steps}"] if options.pretrain_steps else [])]
+         *([f"--trainer.max_steps={options.pretrain_steps}"] if options.pretrain_steps else [])],
+        ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, f"--trainer.max_epochs={options.probe_epochs}"],
+        run_dir,
     )
-    stages["pretrain"] = {"seconds": seconds, "steps": steps}
-    export_dir = export_backbone(checkpoint, run_dir / "backbone")
-    spec = json.loads((export_dir / "backbone.json").read_text())
-    backbone_arg = json.dumps({"class_path": spec["class_path"], "init_args": spec["init_args"]})
-
-    probe = ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, f"--trainer.max_epochs={options.probe_epochs}"]
-    sources = {"pretrained": [f"--model.pretrained={export_dir}"],
-               "random_init": ["--model.pretrained=null", f"--model.backbone={backbone_arg}"]}
-    for name, source in sources.items():
-        metrics, seconds, _, _ = fit([*probe, *source, f"--trainer.logger.init_args.save_dir={run_dir / name}"])
-        stages[name] = {"val_acc": metrics["val/acc"], "seconds": seconds}
+    steps, spec = stages["pretrain"]["steps"], stages["backbone"]
 
     results = {
         "pretrained": stages["pretrained"],

@@ -29,3 +29,17 @@ def test_autoencoder_then_linear_probe_on_real_images(imagenette, tmp_path):
     state = torch.load(checkpoint_from(result), weights_only=True)
     assert state["hyper_parameters"]["num_classes"] == 10  # linked from the DataModule
     assert state["ptft"]["backbone"]["class_path"] == "ptft.backbones.dcgan.DCGANEncoder"
+
+
+def test_gan_on_real_images_then_samples(imagenette, tmp_path):
+    result = run_ptft("fit", "-c", str(CONFIGS / "pretrain/gan_imagenette.yaml"), f"--data.root={imagenette}", *SUBSET,
+                      "--data.image_size=32", "--model.backbone.init_args.base_width=16", "--model.generator_width=16",
+                      "--model.num_grid_images=16", "--trainer.max_steps=20", "--trainer.limit_val_batches=1",
+                      "--trainer.log_every_n_steps=1", f"--trainer.logger.save_dir={tmp_path / 'gan'}", cwd=tmp_path)
+    rows = [r.split(",") for r in next((tmp_path / "gan").glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()]
+    for key in ("train/d_loss", "train/g_loss", "val/d_real", "val/d_fake"):
+        values = [float(r[rows[0].index(key)]) for r in rows[1:] if r[rows[0].index(key)]]
+        assert values and all(math.isfinite(v) for v in values), key
+    assert list((tmp_path / "gan").glob("lightning_logs/version_0/images/val_samples_step*.png"))
+    run_ptft("sample", checkpoint_from(result), "--num", "5", "--out", str(tmp_path / "samples"), cwd=tmp_path)
+    assert len(list((tmp_path / "samples").glob("sample_*.png"))) == 5

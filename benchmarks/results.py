@@ -1,0 +1,37 @@
+"""Write a benchmark's section of ``benchmarks/RESULTS.md``, with the machine it ran on.
+
+Each benchmark owns one section, delimited by HTML comments, replaced when it runs again.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADER = "# Benchmark results\n\nWritten by the scripts in `benchmarks/`; each section says how to reproduce it.\n"
+
+
+def machine() -> str:
+    """One line describing the hardware and software the numbers come from."""
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {device}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def write_section(name: str, body: str, path: Path = RESULTS) -> Path:
+    """Replace (or append) the section ``name`` of the results file with ``body``."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    text = path.read_text() if path.exists() else HEADER
+    section = f"{start}\n{body.rstrip()}\n\n_Measured {datetime.now():%Y-%m-%d} on {machine()}._\n{end}"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+    return path

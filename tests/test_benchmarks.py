@@ -1,0 +1,24 @@
+"""Benchmark scripts in --quick mode on a tiny generated "Imagenette": they run end to end and
+leave benchmarks/RESULTS.md alone (only full runs write results)."""
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO, make_image_tree
+
+
+def test_gan_linear_probe_quick(tmp_path):
+    make_image_tree(tmp_path / "data" / "imagenette", per_class=6)
+    results = REPO / "benchmarks/RESULTS.md"
+    before = results.read_text() if results.exists() else None
+    env = {**os.environ, "PTFT_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/gan_linear_probe.py"), "--quick", "--seeds", "0", "--image-size", "16",
+         "--width", "8", f"--out={tmp_path / 'run'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 0 |" in result.stdout and "probe: GAN trunk" in result.stdout
+    assert (tmp_path / "run/gan_imagenette_seed0/backbone/backbone.safetensors").is_file()
+    assert (results.read_text() if results.exists() else None) == before
