@@ -156,3 +156,15 @@ def test_fid_and_kid_are_logged_each_validation_epoch_and_kept_out_of_checkpoint
     saved = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
     assert not [k for k in saved["state_dict"] if k.startswith("metrics.")]
     GANPretraining.load_from_checkpoint(trainer.checkpoint_callback.best_model_path, backbone=critic_trunk(), weights_only=True)
+
+
+def test_resuming_restores_both_optimizers_the_ema_and_the_critic_count(image_tree, tmp_path):
+    first = fit(gan(), image_tree, tmp_path, max_steps=6, enable_checkpointing=True)  # 3 batches: 3 D + 3 G steps
+    model = gan()
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0)
+    trainer = pl.Trainer(max_steps=10, logger=False, enable_progress_bar=False, default_root_dir=tmp_path / "resumed")
+    trainer.fit(model, datamodule=dm, ckpt_path=first.checkpoint_callback.best_model_path)
+    discriminator_optimizer, generator_optimizer = trainer.optimizers
+    steps = [max(int(s["step"]) for s in optimizer.state.values()) for optimizer in (discriminator_optimizer, generator_optimizer)]
+    assert steps == [5, 5] and model.critic_steps == 5
+    assert int(model.generator_ema.n_averaged) == 5
