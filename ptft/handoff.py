@@ -28,6 +28,8 @@ PREFIX = "backbone."
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A Lightning checkpoint loaded safely (tensors and plain containers only)."""
+    if not Path(path).is_file():
+        raise MissingPathError(f"checkpoint {path} does not exist or is not a file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -91,6 +91,8 @@ def test_sample_refuses_a_checkpoint_that_is_not_a_gan(tmp_path):
     assert refused.returncode == 2
     assert "is not a GAN checkpoint (ptft.tasks.autoencoder.AutoencoderPretraining)" in refused.stderr
     assert not (tmp_path / "s").exists()
+    missing = run_ptft("sample", str(tmp_path / "none.ckpt"), "--out", str(tmp_path / "s"), cwd=tmp_path, check=False)
+    assert missing.returncode == 2 and f"checkpoint {tmp_path / 'none.ckpt'} does not exist" in missing.stderr
 
 
 def test_linear_probe_from_the_gan_checkpoint(gan_checkpoint, tmp_path):
