@@ -20,8 +20,9 @@ def log_image(trainer: pl.Trainer, key: str, image: torch.Tensor) -> None:
     image = image.detach().float().clamp(0, 1).cpu()
     step = trainer.global_step
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[image], step=step)
+        if isinstance(logger, WandbLogger):  # as uint8 HWC: W&B reads float arrays as 0-255 values
+            pixels = image.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            logger.log_image(key=key, images=[pixels], step=step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image, step)
         else:
