@@ -3,5 +3,6 @@
 from ptft.backbones.base import Backbone
 from ptft.backbones.dcgan import DCGANEncoder
 from ptft.backbones.resnet import ResNet
+from ptft.backbones.vit import ViT
 
-__all__ = ["Backbone", "DCGANEncoder", "ResNet"]
+__all__ = ["Backbone", "DCGANEncoder", "ResNet", "ViT"]

@@ -1,0 +1,198 @@
+"""Vision Transformer (Dosovitskiy et al. 2020) that can encode a subset of its patches (for MAE)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import MLP, StochasticDepth
+
+from ptft.backbones.base import Backbone
+from ptft.errors import ConfigError
+
+
+def sincos_position_embedding(height: int, width: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine embedding ``(height * width, dim)``: half the channels encode the row,
+    half the column, each as sin/cos at geometrically spaced frequencies (MAE's choice)."""
+    if dim % 4:
+        raise ConfigError(f"a 2-D sin-cos position embedding needs a width divisible by 4, got {dim}")
+    frequencies = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    parts = []
+    for positions in (rows.flatten(), cols.flatten()):
+        angles = positions[:, None] * frequencies[None]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
+def resize_position_embedding(embedding: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
+    """Bicubic interpolation of a learned ``(old_h * old_w, dim)`` embedding to another grid."""
+    if old_grid == new_grid:
+        return embedding
+    dim = embedding.shape[-1]
+    grid = embedding.reshape(1, *old_grid, dim).permute(0, 3, 1, 2)
+    resized = F.interpolate(grid.float(), size=new_grid, mode="bicubic", align_corners=False)
+    return resized.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], dim).to(embedding.dtype)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block: x + drop_path(attn(LN(x))), then x + drop_path(MLP(LN(x))).
+
+    Attention runs through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels).
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, drop_path: float = 0.0) -> None:
+        super().__init__()
+        if width % heads:
+            raise ConfigError(f"width {width} must be divisible by heads {heads}")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width, eps=1e-6)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = MLP(width, [int(width * mlp_ratio), width], activation_layer=nn.GELU, dropout=dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.drop_path = StochasticDepth(drop_path, mode="row")
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, width = x.shape
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.dropout(self.proj(out.transpose(1, 2).reshape(batch, tokens, width)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attention(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class ViT(Backbone):
+    """Patch embedding + position embedding + [class token] + pre-LN Transformer blocks.
+
+    ``forward_features`` returns the patch tokens as a ``(B, width, H/patch, W/patch)`` map, so
+    the ViT serves every task the convolutional backbones do; ``tokens(images, keep)`` encodes only
+    the patches in ``keep`` (MAE). Inputs of another size than ``image_size`` (a multiple of the
+    patch size) get a sin-cos embedding for their grid, or the learned one interpolated.
+
+    Args:
+        image_size: side of the training images in pixels; a multiple of ``patch_size``.
+        patch_size: side of a square patch.
+        depth: number of Transformer blocks.
+        width: token dimension.
+        heads: attention heads (``width`` must be divisible by it).
+        mlp_ratio: hidden size of the MLP relative to ``width``.
+        position_embedding: ``sincos`` (fixed 2-D) or ``learned``.
+        class_token: prepend a learned class token.
+        pool: pooled features from the ``cls`` token or the ``mean`` of the patch tokens.
+        in_channels: image channels.
+        dropout: dropout in the blocks and on the pooled features.
+        drop_path: stochastic-depth rate of the last block (linearly increasing from 0 over the blocks).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        patch_size: int = 8,
+        depth: int = 6,
+        width: int = 192,
+        heads: int = 3,
+        mlp_ratio: float = 4.0,
+        position_embedding: Literal["sincos", "learned"] = "sincos",
+        class_token: bool = True,
+        pool: Literal["cls", "mean"] = "cls",
+        in_channels: int = 3,
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if patch_size < 1 or image_size % patch_size:
+            raise ConfigError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
+        if position_embedding not in ("sincos", "learned"):
+            raise ConfigError(f"position_embedding must be 'sincos' or 'learned', got {position_embedding!r}")
+        if pool not in ("cls", "mean") or (pool == "cls" and not class_token):
+            raise ConfigError(f"pool must be 'mean', or 'cls' with class_token: true; got pool={pool!r}, class_token={class_token}")
+        if not 0 <= drop_path < 1:
+            raise ConfigError(f"drop_path must be in [0, 1), got {drop_path}")
+        self.patch_size = patch_size
+        self.grid = (image_size // patch_size,) * 2
+        self.patch_embed = nn.Conv2d(in_channels, width, kernel_size=patch_size, stride=patch_size)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, width)) if class_token else None
+        self.learned_position = position_embedding == "learned"
+        embedding = sincos_position_embedding(*self.grid, width)
+        if self.learned_position:
+            self.position_embedding = nn.Parameter(torch.randn_like(embedding) * 0.02)
+        else:
+            self.register_buffer("position_embedding", embedding, persistent=False)
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout, drop_path * i / max(depth - 1, 1)) for i in range(depth))
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.dropout = nn.Dropout(dropout)
+        self.pool_kind = pool
+        self.out_dim = self.feature_channels = width
+        self.feature_stride = patch_size
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.xavier_uniform_(self.patch_embed.weight.flatten(1))
+        if self.class_token is not None:
+            nn.init.normal_(self.class_token, std=0.02)
+        for module in self.blocks.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 0 if self.class_token is None else 1
+
+    def positions(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Position embedding ``(grid_h * grid_w, width)`` for a patch grid."""
+        if self.learned_position:
+            return resize_position_embedding(self.position_embedding, self.grid, grid)
+        if grid == self.grid:
+            return self.position_embedding
+        return sincos_position_embedding(*grid, self.out_dim).to(self.position_embedding)
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch tokens with positions ``(B, N, width)`` and the patch grid."""
+        if images.shape[-1] % self.patch_size or images.shape[-2] % self.patch_size:
+            raise ConfigError(f"image size {tuple(images.shape[-2:])} is not divisible by the ViT's patch_size {self.patch_size}")
+        patches = self.patch_embed(images)
+        grid = (patches.shape[-2], patches.shape[-1])
+        return patches.flatten(2).transpose(1, 2) + self.positions(grid).to(patches.dtype), grid
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Prepend the class token, run the blocks, normalise."""
+        if self.class_token is not None:
+            tokens = torch.cat([self.class_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+    def tokens(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoded tokens ``(B, prefix + K, width)``: the class token (if any), then the patches
+        whose indices (row-major) are in ``keep`` ``(B, K)``, or all patches."""
+        tokens, _ = self.embed(images)
+        if keep is not None:
+            tokens = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
+        return self.encode(tokens)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        tokens, grid = self.embed(x)
+        patches = self.encode(tokens)[:, self.num_prefix_tokens:]
+        return patches.transpose(1, 2).reshape(len(x), -1, *grid)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens, _ = self.embed(x)
+        tokens = self.encode(tokens)
+        pooled = tokens[:, 0] if self.pool_kind == "cls" else tokens[:, self.num_prefix_tokens:].mean(1)
+        return self.dropout(pooled)
+
+    def layer_groups(self) -> list[list[str]]:
+        """Parameter names from input to output, one group per depth (embeddings, each block,
+        final norm): the units of layer-wise learning-rate decay."""
+        names = [n for n, _ in self.named_parameters()]
+        blocks = [[n for n in names if n.startswith(f"blocks.{i}.")] for i in range(len(self.blocks))]
+        embeddings = [n for n in names if not n.startswith(("blocks.", "norm."))]
+        return [embeddings, *blocks, [n for n in names if n.startswith("norm.")]]
