@@ -56,3 +56,11 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``(B, out_dim)``."""
         return self.pool(self.forward_features(x))
+
+    def layer_groups(self) -> list[list[str]]:
+        """Parameter names grouped by depth, input first: the units of layer-wise learning-rate
+        decay. By default one group per direct child module (parameters held directly go first);
+        backbones override it where a child holds several layers."""
+        groups = [[n for n, p in self.named_parameters(recurse=False)]]
+        groups += [[f"{name}.{n}" for n, _ in child.named_parameters()] for name, child in self.named_children()]
+        return [g for g in groups if g]

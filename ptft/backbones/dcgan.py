@@ -54,3 +54,10 @@ class DCGANEncoder(Backbone):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def layer_groups(self) -> list[list[str]]:
+        """One group per stride-2 layer (conv, norm, activation)."""
+        groups: list[list[str]] = [[] for _ in range(len(self.layers) // 3)]
+        for name, _ in self.layers.named_parameters():
+            groups[int(name.split(".")[0]) // 3].append(f"layers.{name}")
+        return groups

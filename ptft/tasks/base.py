@@ -56,11 +56,14 @@ class PtftTask(pl.LightningModule):
         self.check_data(self.trainer.datamodule)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups handed to the optimizer; tasks override this for per-part learning rates."""
+        """Parameter groups handed to the optimizer; tasks override this for per-part learning
+        rates: a group's ``lr`` replaces the optimizer's, its ``lr_scale`` multiplies the result."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def configure_optimizers(self):
         optimizer = self.optimizer(self.parameter_groups())
+        for group in optimizer.param_groups:  # groups may scale the optimizer's lr (layer-wise decay)
+            group["lr"] *= group.get("lr_scale", 1.0)
         if self.lr_scheduler is None:
             return optimizer
         scheduler = self.lr_scheduler(optimizer)

@@ -50,6 +50,10 @@ class FineTuning(PtftTask):
         feature_norm: BatchNorm1d without affine parameters on the features before the head
             (standardises them; the MAE linear-probe recipe).
         backbone_lr: learning rate of the backbone (None: the optimizer's lr, as for the head).
+        layer_decay: layer-wise learning-rate decay (e.g. 0.75, the MAE recipe): the backbone's
+            deepest group (ViT: final norm; ResNet: last stage) trains at the backbone's rate, each
+            group closer to the input at ``layer_decay`` times the next one's (ViT: per block, ResNet:
+            per stage, DCGAN encoder: per layer; see ``Backbone.layer_groups``). None: no decay.
         label_smoothing: label smoothing of the cross-entropy.
         optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor: see :class:`PtftTask`.
     """
@@ -66,6 +70,7 @@ class FineTuning(PtftTask):
         head_dropout: float = 0.0,
         feature_norm: bool = False,
         backbone_lr: float | None = None,
+        layer_decay: float | None = None,
         label_smoothing: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -76,6 +81,8 @@ class FineTuning(PtftTask):
             raise ConfigError(f"model.mode must be 'full' or 'linear_probe', got {mode!r}")
         if unfreeze_at_epoch is not None and (mode != "linear_probe" or unfreeze_at_epoch < 1):
             raise ConfigError("model.unfreeze_at_epoch needs model.mode=linear_probe and a value >= 1")
+        if layer_decay is not None and not 0 < layer_decay <= 1:
+            raise ConfigError(f"model.layer_decay must be in (0, 1], got {layer_decay}")
         if num_classes < 2:
             raise ConfigError(f"model.num_classes must be >= 2, got {num_classes}")
         if pretrained is not None:
@@ -91,6 +98,7 @@ class FineTuning(PtftTask):
         self.mode = mode
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.backbone_lr = backbone_lr
+        self.layer_decay = layer_decay
         self.label_smoothing = label_smoothing
         self.frozen = mode == "linear_probe"
         if self.frozen:
@@ -128,11 +136,17 @@ class FineTuning(PtftTask):
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         groups: list[dict[str, Any]] = [{"params": list(self.head.parameters()), "name": "head"}]
-        if self.mode == "full" or self.unfreeze_at_epoch is not None:
-            backbone_group: dict[str, Any] = {"params": list(self.backbone.parameters()), "name": "backbone"}
+        if self.mode == "linear_probe" and self.unfreeze_at_epoch is None:
+            return groups
+        parameters = dict(self.backbone.named_parameters())
+        layers = self.backbone.layer_groups() if self.layer_decay is not None else [list(parameters)]
+        for depth, names in enumerate(layers):
+            group: dict[str, Any] = {"params": [parameters[n] for n in names], "name": f"backbone.{depth}" if len(layers) > 1 else "backbone"}
             if self.backbone_lr is not None:
-                backbone_group["lr"] = self.backbone_lr
-            groups.append(backbone_group)
+                group["lr"] = self.backbone_lr
+            if self.layer_decay is not None:
+                group["lr_scale"] = self.layer_decay ** (len(layers) - 1 - depth)
+            groups.append(group)
         return groups
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

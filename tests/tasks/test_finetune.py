@@ -117,3 +117,29 @@ def test_bad_arguments_are_named(kwargs, error, message):
         kwargs["backbone"] = small_encoder()
     with pytest.raises(error, match=message):
         FineTuning(num_classes=3, **kwargs)
+
+
+def test_layer_decay_gives_each_depth_its_learning_rate():
+    from ptft.backbones import ViT
+
+    vit = ViT(image_size=16, patch_size=8, depth=2, width=32, heads=2)
+    model = FineTuning(num_classes=3, backbone=vit, layer_decay=0.5, backbone_lr=0.8,
+                       optimizer=lambda params: torch.optim.AdamW(params, lr=0.1))
+    optimizer = model.configure_optimizers()
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    # head at the optimizer's lr; backbone from its last group (final norm) at backbone_lr, halving per depth
+    assert lrs == pytest.approx({"head": 0.1, "backbone.3": 0.8, "backbone.2": 0.4, "backbone.1": 0.2, "backbone.0": 0.1})
+    first = next(g for g in optimizer.param_groups if g["name"] == "backbone.0")
+    assert any(p is vit.patch_embed.weight for p in first["params"])
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_layer_decay_per_resnet_stage_and_its_range():
+    from ptft.backbones import ResNet
+
+    model = FineTuning(num_classes=3, backbone=ResNet(small_images=True), layer_decay=0.75,
+                       optimizer=lambda params: torch.optim.SGD(params, lr=1.0))
+    lrs = [g["lr"] for g in model.configure_optimizers().param_groups if g["name"].startswith("backbone")]
+    assert lrs == pytest.approx([0.75**4, 0.75**3, 0.75**2, 0.75, 1.0])  # stem, layer1..layer4
+    with pytest.raises(ValueError, match=r"model.layer_decay must be in \(0, 1\]"):
+        FineTuning(num_classes=3, backbone=ResNet(), layer_decay=1.5)
