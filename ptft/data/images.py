@@ -16,7 +16,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Sampler, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms import v2
 
@@ -253,6 +253,13 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
+
+    def feature_dataloader(self, split: str, sampler: Sampler | None = None) -> DataLoader:
+        """Unshuffled, unaugmented images of ``split`` (for kNN evaluation and feature extraction)."""
+        if split not in self.samples:
+            raise ConfigError(f"data.{split}_split is not set; feature extraction needs it")
+        dataset = ImageFiles(self.samples[split], self.image_size, augmentation("none", self.image_size))
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

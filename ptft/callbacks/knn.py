@@ -1,0 +1,69 @@
+"""kNN accuracy of the backbone during any run (pretraining included)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DistributedSampler
+
+from ptft.errors import ConfigError
+from ptft.knn import knn_predict
+
+
+class KNNMonitor(pl.Callback):
+    """Logs ``val/knn_acc``: weighted kNN (``k`` neighbours, ``temperature``) on L2-normalised
+    pooled backbone features of the unaugmented train split, scored on the val split. Works under
+    DDP (each rank encodes its shard, features are gathered). Add it to ``trainer.callbacks``:
+
+        - class_path: ptft.callbacks.KNNMonitor
+          init_args: {every_n_epochs: 1}
+
+    Args:
+        k: neighbours that vote.
+        temperature: softness of the similarity weights.
+        every_n_epochs: run after every n-th validation.
+        train_split: split whose features are the neighbours.
+        eval_split: split that is classified.
+    """
+
+    def __init__(self, k: int = 20, temperature: float = 0.07, every_n_epochs: int = 1, train_split: str = "train", eval_split: str = "val") -> None:
+        if k < 1 or temperature <= 0 or every_n_epochs < 1:
+            raise ConfigError(f"KNNMonitor: k >= 1, temperature > 0 and every_n_epochs >= 1 needed, got {k}, {temperature}, {every_n_epochs}")
+        self.k, self.temperature, self.every_n_epochs = k, temperature, every_n_epochs
+        self.train_split, self.eval_split = train_split, eval_split
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not hasattr(trainer.datamodule, "feature_dataloader") or not hasattr(trainer.datamodule, "num_classes"):
+            raise ConfigError("KNNMonitor needs a labelled DataModule with feature_dataloader(), e.g. ptft.data.ImageFolderDataModule")
+
+    @torch.no_grad()
+    def features(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        datamodule = trainer.datamodule
+        sampler = DistributedSampler(datamodule.feature_dataloader(split).dataset, shuffle=False) if trainer.world_size > 1 else None
+        features, labels = [], []
+        for batch in datamodule.feature_dataloader(split, sampler):
+            images, targets = datamodule.on_after_batch_transfer(pl_module.transfer_batch_to_device(batch, pl_module.device, 0), 0)
+            with trainer.precision_plugin.forward_context():
+                features.append(pl_module.backbone(images).float())
+            labels.append(targets)
+        features, labels = torch.cat(features), torch.cat(labels)
+        if trainer.world_size > 1:
+            features, labels = pl_module.all_gather(features).flatten(0, 1), pl_module.all_gather(labels).flatten(0, 1)
+        return features, labels
+
+    def accuracy(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> float:
+        backbone = pl_module.backbone
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            train = self.features(trainer, pl_module, self.train_split)
+            query = self.features(trainer, pl_module, self.eval_split)
+        finally:
+            backbone.train(was_training)
+        predictions = knn_predict(*train, query[0], trainer.datamodule.num_classes, self.k, self.temperature)
+        return (predictions == query[1]).float().mean()
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        pl_module.log("val/knn_acc", self.accuracy(trainer, pl_module), prog_bar=True)
