@@ -134,6 +134,8 @@ def load_backbone(source: str | os.PathLike, backbone: Backbone | None = None) -
             f"model.pretrained {source} holds a {spec.get('class_path')}, but model.backbone is a "
             f"{backbone.spec()['class_path']}; drop model.backbone to use the pretrained one as it is"
         )
+    else:
+        state = backbone.adapt_state_dict(state, spec)
     load_backbone_weights(backbone, state, source)
     return backbone
 

@@ -57,6 +57,11 @@ class Backbone(nn.Module):
         """Pooled features ``(B, out_dim)``."""
         return self.pool(self.forward_features(x))
 
+    def adapt_state_dict(self, state: dict[str, torch.Tensor], source_spec: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Weights saved by a backbone built from ``source_spec``, adapted to this one before a
+        strict load (e.g. a ViT interpolates its position embedding to another image size)."""
+        return state
+
     def layer_groups(self) -> list[list[str]]:
         """Parameter names grouped by depth, input first: the units of layer-wise learning-rate
         decay. By default one group per direct child module (parameters held directly go first);

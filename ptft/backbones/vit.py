@@ -189,6 +189,22 @@ class ViT(Backbone):
         pooled = tokens[:, 0] if self.pool_kind == "cls" else tokens[:, self.num_prefix_tokens:].mean(1)
         return self.dropout(pooled)
 
+    def adapt_state_dict(self, state: dict[str, torch.Tensor], source_spec: dict) -> dict[str, torch.Tensor]:
+        """Weights of a ViT trained at another image size: the learned position embedding is
+        interpolated to this grid. Patch size, width and channels must match: nothing interpolates those."""
+        source = {**self.spec()["init_args"], **source_spec.get("init_args", {})}
+        own = self.spec()["init_args"]
+        different = [f"{key} {source[key]} there, {own[key]} here" for key in ("patch_size", "width", "in_channels") if source[key] != own[key]]
+        if different:
+            raise ConfigError(
+                "the pretrained ViT does not fit the configured one (" + "; ".join(different) + "): position-embedding "
+                "interpolation only covers another image size; drop model.backbone to use the pretrained ViT as it is"
+            )
+        if self.learned_position and "position_embedding" in state:
+            old_grid = (source["image_size"] // source["patch_size"],) * 2
+            state = {**state, "position_embedding": resize_position_embedding(state["position_embedding"], old_grid, self.grid)}
+        return state
+
     def layer_groups(self) -> list[list[str]]:
         """Parameter names from input to output, one group per depth (embeddings, each block,
         final norm): the units of layer-wise learning-rate decay."""
