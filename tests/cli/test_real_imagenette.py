@@ -43,3 +43,16 @@ def test_gan_on_real_images_then_samples(imagenette, tmp_path):
     assert list((tmp_path / "gan").glob("lightning_logs/version_0/images/val_samples_step*.png"))
     run_ptft("sample", checkpoint_from(result), "--num", "5", "--out", str(tmp_path / "samples"), cwd=tmp_path)
     assert len(list((tmp_path / "samples").glob("sample_*.png"))) == 5
+
+
+def test_mae_on_real_images(imagenette, tmp_path):
+    vit = ["--model.backbone.init_args.image_size=32", "--model.backbone.init_args.patch_size=4", "--model.backbone.init_args.depth=2",
+           "--model.backbone.init_args.width=64", "--model.backbone.init_args.heads=2", "--model.decoder_width=32", "--model.decoder_depth=1"]
+    run_ptft("fit", "-c", str(CONFIGS / "pretrain/mae_imagenette.yaml"), f"--data.root={imagenette}", *SUBSET, *vit,
+             "--data.image_size=32", "--trainer.max_steps=10", "--trainer.log_every_n_steps=1", "--trainer.limit_val_batches=1",
+             "--model.lr_scheduler.init_args.warmup_steps=2", "--model.lr_scheduler.init_args.total_steps=10",
+             f"--trainer.logger.save_dir={tmp_path / 'mae'}", cwd=tmp_path)
+    rows = [r.split(",") for r in next((tmp_path / "mae").glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()]
+    losses = [float(r[rows[0].index("train/loss")]) for r in rows[1:] if r[rows[0].index("train/loss")]]
+    assert len(losses) == 10 and all(math.isfinite(x) for x in losses) and min(losses[-3:]) < losses[0]
+    assert list((tmp_path / "mae").glob("lightning_logs/version_0/images/val_reconstructions_step*.png"))
