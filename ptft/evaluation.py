@@ -1,5 +1,5 @@
 """The comparison protocol of the demo and the benchmarks: pretrain, export the backbone, then
-linear-probe it and a randomly initialised copy of the same backbone with identical settings.
+evaluate it and a randomly initialised copy of the same backbone with identical settings.
 
 Every stage goes through the same ``ptft fit`` code path (``run_cli``) a user runs.
 """
@@ -31,21 +31,33 @@ def fit(args: list[str]) -> dict[str, Any]:
     }
 
 
-def pretrain_then_probe(pretrain_args: list[str], probe_args: list[str], run_dir: Path) -> dict[str, Any]:
-    """Pretrain with ``pretrain_args``, export to ``run_dir/backbone``, then probe the export and a
-    random initialisation of the same backbone spec with ``probe_args``; W&B runs go under ``run_dir``.
+def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict[str, Any]], run_dir: Path) -> dict[str, Any]:
+    """Pretrain with ``pretrain_args``, export to ``run_dir/backbone``, then run each evaluation
+    (``{"args": [...fit args], "backbone_args": {...init args to override, e.g. drop_path}}``) on
+    the export and on a random initialisation of the same backbone spec; W&B runs go under ``run_dir``.
 
-    Returns ``{"pretrain": {...}, "pretrained": {"val_acc", "seconds"}, "random_init": {...}, "backbone": spec}``.
+    Returns ``{"pretrain": {"seconds", "steps"}, "backbone": spec, "pretrained": {evaluation:
+    {"metrics", "seconds"}}, "random_init": {...}}``.
     """
     pretrain = fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"])
     export_dir = export_backbone(pretrain["checkpoint"], run_dir / "backbone")
     spec = json.loads((export_dir / "backbone.json").read_text())
-    backbone_arg = json.dumps({"class_path": spec["class_path"], "init_args": spec["init_args"]})
-    sources = {"pretrained": [f"--model.pretrained={export_dir}"],
-               "random_init": ["--model.pretrained=null", f"--model.backbone={backbone_arg}"]}
-    results: dict[str, Any] = {"pretrain": {"seconds": pretrain["seconds"], "steps": pretrain["steps"]}}
-    for name, source in sources.items():
-        probe = fit([*probe_args, *source, f"--trainer.logger.init_args.save_dir={run_dir / name}"])
-        results[name] = {"val_acc": probe["metrics"]["val/acc"], "seconds": probe["seconds"]}
-    results["backbone"] = {k: spec[k] for k in ("class_path", "init_args")}
+    results: dict[str, Any] = {"pretrain": {"seconds": pretrain["seconds"], "steps": pretrain["steps"]},
+                               "backbone": {k: spec[k] for k in ("class_path", "init_args")}, "pretrained": {}, "random_init": {}}
+    for name, evaluation in evaluations.items():
+        backbone = json.dumps({"class_path": spec["class_path"], "init_args": {**spec["init_args"], **evaluation.get("backbone_args", {})}})
+        for source, weights in (("pretrained", str(export_dir)), ("random_init", "null")):
+            run = fit([*evaluation["args"], f"--model.pretrained={weights}", f"--model.backbone={backbone}",
+                       f"--trainer.logger.init_args.save_dir={run_dir / f'{name}_{source}'}"])
+            results[source][name] = {"metrics": run["metrics"], "seconds": run["seconds"]}
+    return results
+
+
+def pretrain_then_probe(pretrain_args: list[str], probe_args: list[str], run_dir: Path) -> dict[str, Any]:
+    """:func:`pretrain_then_evaluate` with one linear probe; returns ``{"pretrain", "backbone",
+    "pretrained": {"val_acc", "seconds"}, "random_init": {...}}``."""
+    results = pretrain_then_evaluate(pretrain_args, {"probe": {"args": probe_args}}, run_dir)
+    for source in ("pretrained", "random_init"):
+        probe = results[source]["probe"]
+        results[source] = {"val_acc": probe["metrics"]["val/acc"], "seconds": probe["seconds"]}
     return results

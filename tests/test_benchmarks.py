@@ -22,3 +22,17 @@ def test_gan_linear_probe_quick(tmp_path):
     assert "| 0 |" in result.stdout and "probe: GAN trunk" in result.stdout
     assert (tmp_path / "run/gan_imagenette_seed0/backbone/backbone.safetensors").is_file()
     assert (results.read_text() if results.exists() else None) == before
+
+
+def test_image_pretraining_quick(tmp_path):
+    make_image_tree(tmp_path / "data" / "imagenette", per_class=6)
+    results = REPO / "benchmarks/RESULTS.md"
+    before = results.read_text() if results.exists() else None
+    env = {**os.environ, "PTFT_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/image_pretraining.py"), "--quick", "--methods", "mae", "autoencoder", f"--out={tmp_path / 'run'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| mae | ViT |" in result.stdout and "| autoencoder | DCGANEncoder |" in result.stdout and result.stdout.count("| random init |") == 2
+    assert (results.read_text() if results.exists() else None) == before
