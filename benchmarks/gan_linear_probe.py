@@ -51,7 +51,7 @@ def main() -> None:
                   "--trainer.enable_model_summary=false", *subset]
         pretrain = ["-c", str(CONFIGS / f"pretrain/{options.config}.yaml"), *common, f"--trainer.max_steps={steps}",
                     f"--model.backbone.init_args.base_width={options.width}", f"--model.generator_width={options.width}",
-                    "--trainer.limit_val_batches=1"]
+                    "--trainer.limit_val_batches=2"]
         probe = ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, f"--trainer.max_epochs={epochs}"]
         result = pretrain_then_probe(pretrain, probe, Path(options.out) / f"{options.config}_seed{seed}")
         rows.append({"seed": seed, **result})

@@ -55,11 +55,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps on 3%% of the images: a smoke test, not a result")
     parser.add_argument("--out", default="runs/benchmarks/image_pretraining")
+    parser.add_argument("--report-from", metavar="LOG", help="only rebuild the table from the JSON lines an earlier run printed "
+                        "(one per finished method, e.g. of a run stopped early); the other options must match that run")
     options = parser.parse_args()
 
-    root = find_or_download_imagenette()
     steps = 4 if options.quick else options.steps
     probe_epochs, finetune_epochs = (1, 1) if options.quick else (options.probe_epochs, options.finetune_epochs)
+    if options.report_from:
+        rows = {}
+        for line in Path(options.report_from).read_text().splitlines():
+            if line.startswith('{"'):
+                rows.update(json.loads(line))
+        options.methods = list(rows)
+        return report(rows, options, steps, probe_epochs, finetune_epochs)
+    root = find_or_download_imagenette()
     common = [f"--seed_everything={options.seed}", f"--data.root={root}", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--data.image_size=32",
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
               *(["--data.label_fraction=0.03", "--data.batch_size=16"] if options.quick else [])]
@@ -77,6 +86,11 @@ def main() -> None:
         rows[name] = pretrain_then_evaluate([*pretrain, *common, f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=2"],
                                             evaluations, Path(options.out) / name)
         print(json.dumps({name: rows[name]}), flush=True)
+    report(rows, options, steps, probe_epochs, finetune_epochs)
+
+
+def report(rows: dict, options: argparse.Namespace, steps: int, probe_epochs: int, finetune_epochs: int) -> None:
+    """Print the table and, unless quick, write it into benchmarks/RESULTS.md."""
 
     def cell(row, source, evaluation, key):
         return f"{row[source][evaluation]['metrics'][key]:.1%}"

@@ -35,4 +35,10 @@ def test_image_pretraining_quick(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| mae | ViT |" in result.stdout and "| autoencoder | DCGANEncoder |" in result.stdout and result.stdout.count("| random init |") == 2
+    (tmp_path / "run.log").write_text(result.stdout)
+    rebuilt = subprocess.run([sys.executable, str(REPO / "benchmarks/image_pretraining.py"), "--quick", f"--report-from={tmp_path / 'run.log'}"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    table = lambda out: [line for line in out.splitlines() if line.startswith("| ")]  # noqa: E731
+    assert table(rebuilt.stdout) == table(result.stdout)
     assert (results.read_text() if results.exists() else None) == before

@@ -34,7 +34,7 @@ def test_autoencoder_then_linear_probe_on_real_images(imagenette, tmp_path):
 def test_gan_on_real_images_then_samples(imagenette, tmp_path):
     result = run_ptft("fit", "-c", str(CONFIGS / "pretrain/gan_imagenette.yaml"), f"--data.root={imagenette}", *SUBSET,
                       "--data.image_size=32", "--model.backbone.init_args.base_width=16", "--model.generator_width=16",
-                      "--model.num_grid_images=16", "--trainer.max_steps=20", "--trainer.limit_val_batches=1",
+                      "--model.num_grid_images=16", "--trainer.max_steps=20", "--trainer.limit_val_batches=2",
                       "--trainer.log_every_n_steps=1", f"--trainer.logger.save_dir={tmp_path / 'gan'}", cwd=tmp_path)
     rows = [r.split(",") for r in next((tmp_path / "gan").glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()]
     for key in ("train/d_loss", "train/g_loss", "val/d_real", "val/d_fake"):
@@ -49,7 +49,7 @@ def test_mae_on_real_images(imagenette, tmp_path):
     vit = ["--model.backbone.init_args.image_size=32", "--model.backbone.init_args.patch_size=4", "--model.backbone.init_args.depth=2",
            "--model.backbone.init_args.width=64", "--model.backbone.init_args.heads=2", "--model.decoder_width=32", "--model.decoder_depth=1"]
     run_ptft("fit", "-c", str(CONFIGS / "pretrain/mae_imagenette.yaml"), f"--data.root={imagenette}", *SUBSET, *vit,
-             "--data.image_size=32", "--trainer.max_steps=10", "--trainer.log_every_n_steps=1", "--trainer.limit_val_batches=1",
+             "--data.image_size=32", "--trainer.max_steps=10", "--trainer.log_every_n_steps=1", "--trainer.limit_val_batches=2",
              "--model.lr_scheduler.init_args.warmup_steps=2", "--model.lr_scheduler.init_args.total_steps=10",
              f"--trainer.logger.save_dir={tmp_path / 'mae'}", cwd=tmp_path)
     rows = [r.split(",") for r in next((tmp_path / "mae").glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()]
