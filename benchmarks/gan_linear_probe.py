@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results import write_section  # noqa: E402
+from results import report  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
 from ptft.evaluation import pretrain_then_probe  # noqa: E402
@@ -79,10 +79,7 @@ def main() -> None:
     if len(rows) > 1:
         mean = lambda key: statistics.mean(r[key]["val_acc"] for r in rows)  # noqa: E731
         lines.append(f"| mean | | {mean('pretrained'):.1%} | {mean('random_init'):.1%} | {statistics.mean(gains):+.1%} |")
-    table = "\n".join(lines)
-    print("\n" + table)
-    if not options.quick:
-        print(f"\nwrote {write_section(f'gan_linear_probe:{options.config}', table)}")
+    report(f"gan_linear_probe:{options.config}", "\n".join(lines), options.quick)
 
 
 if __name__ == "__main__":

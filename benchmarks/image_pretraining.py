@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results import write_section  # noqa: E402
+from results import report  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
 from ptft.evaluation import pretrain_then_evaluate  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
             if line.startswith('{"'):
                 rows.update(json.loads(line))
         options.methods = list(rows)
-        return report(rows, options, steps, probe_epochs, finetune_epochs)
+        return summarise(rows, options, steps, probe_epochs, finetune_epochs)
     root = find_or_download_imagenette()
     common = [f"--seed_everything={options.seed}", f"--data.root={root}", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--data.image_size=32",
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
@@ -86,10 +86,10 @@ def main() -> None:
         rows[name] = pretrain_then_evaluate([*pretrain, *common, f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=2"],
                                             evaluations, Path(options.out) / name)
         print(json.dumps({name: rows[name]}), flush=True)
-    report(rows, options, steps, probe_epochs, finetune_epochs)
+    summarise(rows, options, steps, probe_epochs, finetune_epochs)
 
 
-def report(rows: dict, options: argparse.Namespace, steps: int, probe_epochs: int, finetune_epochs: int) -> None:
+def summarise(rows: dict, options: argparse.Namespace, steps: int, probe_epochs: int, finetune_epochs: int) -> None:
     """Print the table and, unless quick, write it into benchmarks/RESULTS.md."""
 
     def cell(row, source, evaluation, key):
@@ -117,10 +117,7 @@ def report(rows: dict, options: argparse.Namespace, steps: int, probe_epochs: in
             seconds = f"{row['pretrain']['seconds']:.0f}" if source == "pretrained" else ""
             lines.append(f"| {label} | {arch} | {seconds} | {cell(row, source, 'probe', 'val/acc')} | "
                          f"{cell(row, source, 'probe', 'val/knn_acc')} | {cell(row, source, 'finetune', 'val/acc')} |")
-    table = "\n".join(lines)
-    print("\n" + table)
-    if not options.quick:
-        print(f"\nwrote {write_section('image_pretraining', table)}")
+    report("image_pretraining", "\n".join(lines), options.quick)
 
 
 if __name__ == "__main__":

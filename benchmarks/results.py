@@ -35,3 +35,10 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> Path:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
     return path
+
+
+def report(name: str, table: str, quick: bool) -> None:
+    """Print a benchmark's table and, unless it is a ``--quick`` smoke run, write it as section ``name``."""
+    print("\n" + table)
+    if not quick:
+        print(f"\nwrote {write_section(name, table)}")

@@ -7,38 +7,35 @@ import sys
 
 from conftest import REPO, make_image_tree
 
+RESULTS = REPO / "benchmarks/RESULTS.md"
+
+
+def run_quick(tmp_path, script, *args, timeout=600):
+    """Run ``benchmarks/<script> --quick`` on tiny data; check that RESULTS.md was left as it was."""
+    if not (tmp_path / "data").exists():
+        make_image_tree(tmp_path / "data" / "imagenette", per_class=6)
+    before = RESULTS.read_text() if RESULTS.exists() else None
+    env = {**os.environ, "PTFT_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--quick", *args],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (RESULTS.read_text() if RESULTS.exists() else None) == before
+    return result
+
+
+def table(output):
+    return [line for line in output.splitlines() if line.startswith("| ")]
+
 
 def test_gan_linear_probe_quick(tmp_path):
-    make_image_tree(tmp_path / "data" / "imagenette", per_class=6)
-    results = REPO / "benchmarks/RESULTS.md"
-    before = results.read_text() if results.exists() else None
-    env = {**os.environ, "PTFT_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks/gan_linear_probe.py"), "--quick", "--seeds", "0", "--image-size", "16",
-         "--width", "8", f"--out={tmp_path / 'run'}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_quick(tmp_path, "gan_linear_probe.py", "--seeds", "0", "--image-size", "16", "--width", "8", f"--out={tmp_path / 'run'}")
     assert "| 0 |" in result.stdout and "probe: GAN trunk" in result.stdout
     assert (tmp_path / "run/gan_imagenette_seed0/backbone/backbone.safetensors").is_file()
-    assert (results.read_text() if results.exists() else None) == before
 
 
-def test_image_pretraining_quick(tmp_path):
-    make_image_tree(tmp_path / "data" / "imagenette", per_class=6)
-    results = REPO / "benchmarks/RESULTS.md"
-    before = results.read_text() if results.exists() else None
-    env = {**os.environ, "PTFT_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks/image_pretraining.py"), "--quick", "--methods", "mae", "autoencoder", f"--out={tmp_path / 'run'}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_image_pretraining_quick_and_its_table_rebuilt_from_the_log(tmp_path):
+    result = run_quick(tmp_path, "image_pretraining.py", "--methods", "mae", "autoencoder", f"--out={tmp_path / 'run'}")
     assert "| mae | ViT |" in result.stdout and "| autoencoder | DCGANEncoder |" in result.stdout and result.stdout.count("| random init |") == 2
     (tmp_path / "run.log").write_text(result.stdout)
-    rebuilt = subprocess.run([sys.executable, str(REPO / "benchmarks/image_pretraining.py"), "--quick", f"--report-from={tmp_path / 'run.log'}"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-    table = lambda out: [line for line in out.splitlines() if line.startswith("| ")]  # noqa: E731
+    rebuilt = run_quick(tmp_path, "image_pretraining.py", f"--report-from={tmp_path / 'run.log'}", timeout=120)
     assert table(rebuilt.stdout) == table(result.stdout)
-    assert (results.read_text() if results.exists() else None) == before

@@ -38,6 +38,6 @@ def test_monitor_logs_knn_accuracy_during_pretraining(image_tree, tmp_path):
     assert model.backbone.training  # the monitor puts the backbone back in train mode
 
 
-def test_monitor_needs_labelled_images():
+def test_bad_monitor_settings_are_named():
     with pytest.raises(ValueError, match="k >= 1"):
         KNNMonitor(k=0)

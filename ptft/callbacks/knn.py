@@ -39,9 +39,11 @@ class KNNMonitor(pl.Callback):
     @torch.no_grad()
     def features(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         datamodule = trainer.datamodule
-        sampler = DistributedSampler(datamodule.feature_dataloader(split).dataset, shuffle=False) if trainer.world_size > 1 else None
+        loader = datamodule.feature_dataloader(split)
+        if trainer.world_size > 1:  # each rank encodes its shard; the features are gathered below
+            loader = datamodule.feature_dataloader(split, DistributedSampler(loader.dataset, shuffle=False))
         features, labels = [], []
-        for batch in datamodule.feature_dataloader(split, sampler):
+        for batch in loader:
             images, targets = datamodule.on_after_batch_transfer(pl_module.transfer_batch_to_device(batch, pl_module.device, 0), 0)
             with trainer.precision_plugin.forward_context():
                 features.append(pl_module.backbone(images).float())
