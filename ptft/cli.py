@@ -1,9 +1,10 @@
-"""The ``ptft`` command: LightningCLI subcommands (fit, validate, test, predict) plus ``export``
-and ``sample``.
+"""The ``ptft`` command: LightningCLI subcommands (fit, validate, test, predict) plus ``export``,
+``sample`` and ``generate``.
 
     ptft fit -c configs/pretrain/autoencoder_imagenette.yaml [-c more.yaml] [--model.x=...]
     ptft export path/to/last.ckpt exports/my_backbone
     ptft sample path/to/gan/last.ckpt --num 64 --out samples/
+    ptft generate path/to/clm/last.ckpt --prompt "The game" --max_new_tokens 50
 """
 
 from __future__ import annotations
@@ -115,13 +116,41 @@ def sample_main(args: list[str]) -> None:
     print(f"ptft: wrote {options.num} samples and {out / 'grid.png'}")
 
 
+def generate_main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ptft generate", description="Print text sampled from a causal-LM checkpoint.")
+    parser.add_argument("checkpoint", help="a .ckpt written by ptft.tasks.CausalLMPretraining")
+    parser.add_argument("--prompt", default="", help="text to continue (default: start of a text)")
+    parser.add_argument("--max_new_tokens", type=int, default=100, help="number of tokens to generate (default 100)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1.0)")
+    parser.add_argument("--top_k", type=int, default=None, help="sample among the k likeliest tokens (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    options = parser.parse_args(args)
+    if options.max_new_tokens < 1:
+        parser.exit(2, f"ptft generate: error: --max_new_tokens must be >= 1, got {options.max_new_tokens}\n")
+    import torch
+
+    from ptft.tasks.language_model import load_causal_lm
+
+    try:
+        model = load_causal_lm(options.checkpoint)
+        tokenizer = model.tokenizer
+        prompt = tokenizer.encode_batch([options.prompt])[0] if options.prompt else [tokenizer.eos_id]
+        generator = torch.Generator().manual_seed(options.seed)
+        new = model.generate(prompt, options.max_new_tokens, options.temperature, options.top_k, generator)
+    except PtftError as error:
+        parser.exit(2, f"ptft generate: error: {error}\n")
+    print(options.prompt + tokenizer.decode(new))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print("ptft {fit,validate,test,predict} -c CONFIG [...]   LightningCLI subcommands (details below)\n"
               "ptft export CHECKPOINT OUT_DIR [--overwrite]      write a checkpoint's backbone as safetensors + JSON\n"
-              "ptft sample CHECKPOINT --num N --out DIR          write N images from a GAN checkpoint, plus grid.png\n")
-    commands = {"export": export_main, "sample": sample_main}
+              "ptft sample CHECKPOINT --num N --out DIR          write N images from a GAN checkpoint, plus grid.png\n"
+              "ptft generate CHECKPOINT --prompt TEXT --max_new_tokens N [--temperature T --top_k K]\n"
+              "                                                  print text sampled from a causal-LM checkpoint\n")
+    commands = {"export": export_main, "sample": sample_main, "generate": generate_main}
     if args and args[0] in commands:
         commands[args[0]](args[1:])
         return

@@ -1,7 +1,7 @@
 """Backbone hand-off: export from a pretraining checkpoint, rebuild and load for fine-tuning.
 
 An export is a folder with ``backbone.safetensors`` (weights, keys without the ``backbone.``
-prefix) and ``backbone.json`` (``{"class_path", "init_args"}``). Checkpoints are read with
+prefix) and ``backbone.json`` (``{"class_path", "init_args"}``), plus ``tokenizer.json`` for text models. Checkpoints are read with
 ``torch.load(weights_only=True)``: nothing in them is unpickled as code.
 """
 
@@ -23,6 +23,7 @@ from ptft.errors import ConfigError, MissingPathError, OutputExistsError
 
 WEIGHTS_FILE = "backbone.safetensors"
 SPEC_FILE = "backbone.json"
+TOKENIZER_FILE = "tokenizer.json"
 PREFIX = "backbone."
 
 
@@ -67,6 +68,18 @@ def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     if state is None:
         state = {k[len(PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}
     return spec, state
+
+
+def read_tokenizer(source: str | os.PathLike) -> str | None:
+    """The tokenizer JSON a text model was trained with, from a ptft ``.ckpt`` or an export folder;
+    None when there is none (an image model)."""
+    path = Path(source)
+    if not path.exists():
+        raise MissingPathError(f"{path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
+    if path.is_dir():
+        file = path / TOKENIZER_FILE
+        return file.read_text(encoding="utf-8") if file.is_file() else None
+    return load_checkpoint(path).get("ptft", {}).get("tokenizer")
 
 
 def folded_state_dict(backbone: Backbone) -> dict[str, torch.Tensor] | None:
@@ -151,7 +164,12 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
         raise OutputExistsError(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it")
     spec, state = read_backbone(checkpoint)
     build_backbone(spec)  # the spec must rebuild before anything is written
+    tokenizer = read_tokenizer(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
+    if tokenizer is not None:  # written first: the weights and spec make an export complete
+        tmp_tokenizer = out / f".{TOKENIZER_FILE}.tmp"
+        tmp_tokenizer.write_text(tokenizer, encoding="utf-8")
+        os.replace(tmp_tokenizer, out / TOKENIZER_FILE)
     tmp_weights, tmp_spec = out / f".{WEIGHTS_FILE}.tmp", out / f".{SPEC_FILE}.tmp"
     save_file({k: v.contiguous() for k, v in state.items()}, tmp_weights)
     tmp_spec.write_text(json.dumps({**spec, "source": str(Path(checkpoint).resolve())}, indent=2) + "\n")

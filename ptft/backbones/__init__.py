@@ -3,6 +3,7 @@
 from ptft.backbones.base import Backbone
 from ptft.backbones.dcgan import DCGANEncoder
 from ptft.backbones.resnet import ResNet
+from ptft.backbones.text import TextTransformer
 from ptft.backbones.vit import ViT
 
-__all__ = ["Backbone", "DCGANEncoder", "ResNet", "ViT"]
+__all__ = ["Backbone", "DCGANEncoder", "ResNet", "TextTransformer", "ViT"]

@@ -8,9 +8,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import MLP, StochasticDepth
 
 from ptft.backbones.base import Backbone
+from ptft.backbones.transformer import TransformerBlock
 from ptft.errors import ConfigError
 
 
@@ -36,36 +36,6 @@ def resize_position_embedding(embedding: torch.Tensor, old_grid: tuple[int, int]
     grid = embedding.reshape(1, *old_grid, dim).permute(0, 3, 1, 2)
     resized = F.interpolate(grid.float(), size=new_grid, mode="bicubic", align_corners=False)
     return resized.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], dim).to(embedding.dtype)
-
-
-class TransformerBlock(nn.Module):
-    """Pre-LN block: x + drop_path(attn(LN(x))), then x + drop_path(MLP(LN(x))).
-
-    Attention runs through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels).
-    """
-
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, drop_path: float = 0.0) -> None:
-        super().__init__()
-        if width % heads:
-            raise ConfigError(f"width {width} must be divisible by heads {heads}")
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(width, eps=1e-6)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width, eps=1e-6)
-        self.mlp = MLP(width, [int(width * mlp_ratio), width], activation_layer=nn.GELU, dropout=dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.drop_path = StochasticDepth(drop_path, mode="row")
-
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, width = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.dropout(self.proj(out.transpose(1, 2).reshape(batch, tokens, width)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attention(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class ViT(Backbone):

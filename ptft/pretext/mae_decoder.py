@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ptft.backbones.vit import TransformerBlock, sincos_position_embedding
+from ptft.backbones.transformer import TransformerBlock
+from ptft.backbones.vit import sincos_position_embedding
 
 
 class MAEDecoder(nn.Module):

@@ -21,7 +21,8 @@ class PtftTask(pl.LightningModule):
     """A task around ``self.backbone``: the only part handed from pretraining to fine-tuning.
 
     Checkpoints carry the backbone's spec (``checkpoint["ptft"]["backbone"]``), so ``ptft export``
-    and fine-tuning rebuild it without repeating its configuration.
+    and fine-tuning rebuild it without repeating its configuration, plus the DataModule's
+    ``tokenizer`` (text) and ``label_names`` (classification) when it has them.
 
     Args:
         backbone: the shared network.
@@ -75,6 +76,13 @@ class PtftTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)
         checkpoint["ptft"] = {"task": f"{cls.__module__}.{cls.__qualname__}", "backbone": self.backbone.spec()}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        if tokenizer is not None:  # text models: fine-tuning and generation need the exact vocabulary
+            checkpoint["ptft"]["tokenizer"] = tokenizer.json
+        labels = getattr(datamodule, "label_names", None)
+        if labels is not None:
+            checkpoint["ptft"]["labels"] = list(labels)
         folded = folded_state_dict(self.backbone)
         if folded is not None:  # parametrized weights (spectral norm): store them as a plain backbone has them
             checkpoint["ptft"]["backbone_state_dict"] = folded

@@ -1,4 +1,5 @@
-"""Fine-tuning a backbone with a classification head: linear probe, full, or unfreezing later."""
+"""Fine-tuning a backbone with a classification head: linear probe, full, or unfreezing later;
+for images (ImageFolderDataModule) and texts (TextClassificationDataModule + TextTransformer)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ptft.backbones.base import Backbone
-from ptft.handoff import load_backbone
+from ptft.backbones.text import TextTransformer
+from ptft.data.tokenizer import TextTokenizer
+from ptft.handoff import load_backbone, read_tokenizer
 from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
 from ptft.errors import ConfigError, PtftError
 
@@ -34,6 +37,7 @@ def classification_head(in_dim: int, num_classes: int, kind: str, hidden_dim: in
 
 class FineTuning(PtftTask):
     """Classifier = backbone + head, from a pretraining checkpoint, an export folder, or random init.
+    A text model's tokenizer comes with it (checkpoint or export) and is handed to the DataModule.
 
     Args:
         num_classes: number of classes (linked from the DataModule by the CLI).
@@ -85,9 +89,11 @@ class FineTuning(PtftTask):
             raise ConfigError(f"model.layer_decay must be in (0, 1], got {layer_decay}")
         if num_classes < 2:
             raise ConfigError(f"model.num_classes must be >= 2, got {num_classes}")
+        tokenizer = None
         if pretrained is not None:
             try:
                 backbone = load_backbone(pretrained, backbone)
+                tokenizer = read_tokenizer(pretrained)
             except PtftError as error:
                 raise type(error)(f"model.pretrained: {error}") from None
         elif backbone is None:
@@ -100,6 +106,7 @@ class FineTuning(PtftTask):
         self.backbone_lr = backbone_lr
         self.layer_decay = layer_decay
         self.label_smoothing = label_smoothing
+        self.pretrained_tokenizer = TextTokenizer.from_json(tokenizer, str(pretrained)) if tokenizer is not None else None
         self.frozen = mode == "linear_probe"
         if self.frozen:
             self.backbone.eval()  # Lightning keeps each submodule's mode as it finds it
@@ -118,6 +125,24 @@ class FineTuning(PtftTask):
         if self.frozen:
             self.backbone.eval()
         return self
+
+    def check_data(self, datamodule) -> None:
+        """Text data needs a text backbone; a pretrained text model hands its tokenizer to the data."""
+        if datamodule is None:
+            return
+        text_data = hasattr(datamodule, "tokenizer")
+        if text_data != isinstance(self.backbone, TextTransformer):
+            raise ConfigError(
+                f"{type(datamodule).__name__} gives {'token ids' if text_data else 'images'}, but the backbone is a "
+                f"{type(self.backbone).__name__}; use {'ptft.backbones.TextTransformer' if text_data else 'an image backbone'}"
+            )
+        if not text_data:
+            return
+        if self.pretrained_tokenizer is not None:
+            datamodule.use_tokenizer(self.pretrained_tokenizer, self.hparams.pretrained)
+        elif self.hparams.pretrained is not None:
+            raise ConfigError(f"model.pretrained {self.hparams.pretrained} holds no tokenizer: it was not pretrained on text")
+        self.backbone.check_data(datamodule.tokenizer, getattr(datamodule, "block_size", None))
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -1,0 +1,219 @@
+"""Language-model pretraining of a TextTransformer: masked LM (BERT recipe) and causal LM."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MeanMetric
+
+from ptft.backbones.base import Backbone
+from ptft.backbones.text import TextTransformer
+from ptft.data.tokenizer import TextTokenizer
+from ptft.errors import ConfigError
+from ptft.handoff import build_backbone, load_checkpoint
+from ptft.pretext.lm_head import TiedLMHead
+from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens
+from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
+
+
+class Perplexity(MeanMetric):
+    """exp of the token-weighted mean loss over an epoch (and every rank)."""
+
+    def compute(self) -> torch.Tensor:
+        return super().compute().exp()
+
+
+class LanguageModelPretraining(PtftTask):
+    """A TextTransformer with a tied LM head, trained on token blocks from a text DataModule
+    (``WikiTextDataModule``), whose tokenizer is saved in every checkpoint. Subclasses define the
+    objective; ``head_transform`` selects BERT's transform in the head."""
+
+    head_transform = False
+    metric_name = "ppl"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        lr_scheduler_monitor: str = "val/loss",
+    ) -> None:
+        if not isinstance(backbone, TextTransformer):
+            raise ConfigError(f"model.backbone of {type(self).__name__} must be a ptft.backbones.TextTransformer, got {type(backbone).__name__}")
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
+        self.lm_head = TiedLMHead(backbone.out_dim, backbone.vocab_size, self.head_transform)
+        self.perplexity = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
+        self._seed = 0
+        self.tokenizer: TextTokenizer | None = None
+
+    def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
+        if datamodule is None:
+            return
+        if not hasattr(datamodule, "tokenizer") or not hasattr(datamodule, "block_size"):
+            raise ConfigError(f"{type(self).__name__} needs a text DataModule with a tokenizer (ptft.data.WikiTextDataModule), got {type(datamodule).__name__}")
+        self.backbone.check_data(datamodule.tokenizer, datamodule.block_size)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self.tokenizer = self.trainer.datamodule.tokenizer
+        self._seed = torch.initial_seed()  # set by seed_everything; the base of every step's randomness
+
+    def step_generator(self, step: int, stream: int) -> torch.Generator:
+        """Randomness of one step: a function of the seed, the rank and the step, so ranks differ
+        (seed_everything gives them the same global stream) and a resumed run draws the same."""
+        seed = ((self._seed * 1_000_003 + self.global_rank) * 1_000_003 + step) * 2 + stream
+        return torch.Generator(self.device).manual_seed(seed % 2**63)
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits ``(B, T, vocab)`` of packed (unpadded) token blocks."""
+        return self.lm_head(self.backbone.hidden_states(tokens, padding=False), self.backbone.token_embedding.weight)
+
+    def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean loss over the predicted tokens and extra per-batch metrics."""
+        raise NotImplementedError
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.loss(batch, self.step_generator(self.global_step, 0))
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def _evaluate(self, batch: torch.Tensor, batch_idx: int, stage: str) -> None:
+        generator = torch.Generator(self.device).manual_seed(batch_idx)  # the same corruption every epoch
+        loss, extra = self.loss(batch, generator)
+        self.perplexity[stage].update(loss.float(), extra.pop("count"))
+        self.log(f"{stage}/{self.metric_name}", self.perplexity[stage], prog_bar=True)
+        self.log(f"{stage}/loss", loss, sync_dist=True)
+        for name, value in extra.items():
+            self.log(f"{stage}/{name}", value, sync_dist=True)
+
+
+class MaskedLMPretraining(LanguageModelPretraining):
+    """The text denoising autoencoder (BERT): ``select_rate`` of the tokens are selected, of which
+    80% are replaced by the mask token, 10% by a random token and 10% kept; the loss is the
+    cross-entropy on the selected positions only. Logs ``val/mlm_acc`` (masked-token accuracy) and
+    ``val/mlm_ppl`` = exp(masked-token loss), which is not comparable with a causal perplexity.
+
+    Args:
+        backbone: a bidirectional ``TextTransformer`` (``causal: false``).
+        select_rate: fraction of non-special tokens selected for prediction.
+        mask_rate: fraction of the selected tokens replaced by the mask token.
+        random_rate: fraction of the selected tokens replaced by a random token (the rest stay).
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor: see :class:`PtftTask`.
+    """
+
+    head_transform = True
+    metric_name = "mlm_ppl"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        select_rate: float = 0.15,
+        mask_rate: float = 0.8,
+        random_rate: float = 0.1,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        lr_scheduler_monitor: str = "val/loss",
+    ) -> None:
+        if not 0 < select_rate < 1:
+            raise ConfigError(f"model.select_rate must be in (0, 1), got {select_rate}")
+        if mask_rate < 0 or random_rate < 0 or mask_rate + random_rate > 1:
+            raise ConfigError(f"model.mask_rate and model.random_rate must be >= 0 with a sum <= 1, got {mask_rate} and {random_rate}")
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
+        if getattr(backbone, "causal", False):
+            raise ConfigError("MaskedLMPretraining needs a bidirectional backbone: set model.backbone.init_args.causal=false")
+        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
+        self.select_rate, self.mask_rate, self.random_rate = select_rate, mask_rate, random_rate
+
+    def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        special = torch.tensor(self.tokenizer.special_ids, device=tokens.device)
+        inputs, labels = mask_tokens(tokens, self.tokenizer.mask_id, special, self.tokenizer.vocab_size, generator,
+                                     self.select_rate, self.mask_rate, self.random_rate)
+        selected = labels != IGNORE_INDEX
+        logits = self.lm_head(self.backbone.hidden_states(inputs, padding=False)[selected], self.backbone.token_embedding.weight)
+        targets = labels[selected]
+        loss = F.cross_entropy(logits.float(), targets)
+        accuracy = (logits.argmax(-1) == targets).float().mean()
+        return loss, {"mlm_acc": accuracy, "count": selected.sum()}
+
+
+class CausalLMPretraining(LanguageModelPretraining):
+    """Next-token prediction with a causal ``TextTransformer`` (GPT recipe); logs ``val/ppl`` =
+    exp(mean next-token loss) and samples text with :meth:`generate` or ``ptft generate``.
+
+    Args:
+        backbone: a causal ``TextTransformer`` (``causal: true``).
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor: see :class:`PtftTask`.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        lr_scheduler_monitor: str = "val/loss",
+    ) -> None:
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
+        if not getattr(backbone, "causal", False):
+            raise ConfigError("CausalLMPretraining needs a causal backbone: set model.backbone.init_args.causal=true")
+        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
+
+    def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.logits(tokens[:, :-1])
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
+        return loss, {"count": torch.tensor(tokens[:, 1:].numel(), device=tokens.device)}
+
+    @torch.no_grad()
+    def generate(self, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> list[int]:
+        """``max_new_tokens`` ids sampled after ``prompt`` (temperature 0: greedy; ``top_k``: sample
+        among the k likeliest). The context is cropped to the backbone's ``max_length``."""
+        if temperature < 0 or (top_k is not None and top_k < 1):
+            raise ConfigError(f"temperature must be >= 0 and top_k >= 1, got {temperature} and {top_k}")
+        was_training = self.training
+        self.eval()
+        tokens = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        vocab = self.tokenizer.vocab_size if self.tokenizer is not None else self.backbone.vocab_size
+        for _ in range(max_new_tokens):
+            logits = self.logits(tokens[:, -self.backbone.max_length:])[0, -1, :vocab].float()
+            if temperature == 0:
+                next_id = logits.argmax()
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    threshold = torch.topk(logits, min(top_k, vocab)).values[-1]
+                    logits = logits.masked_fill(logits < threshold, -math.inf)
+                next_id = torch.multinomial(logits.softmax(-1), 1, generator=generator)[0]
+            tokens = torch.cat([tokens, next_id.view(1, 1)], dim=1)
+        self.train(was_training)
+        return tokens[0, len(prompt):].tolist()
+
+
+def load_causal_lm(path: str | os.PathLike) -> CausalLMPretraining:
+    """A causal LM with its tokenizer, rebuilt from a ``CausalLMPretraining`` checkpoint (loaded safely)."""
+    checkpoint = load_checkpoint(path)
+    ptft = checkpoint.get("ptft", {})
+    task = ptft.get("task", "")
+    if task != f"{CausalLMPretraining.__module__}.{CausalLMPretraining.__qualname__}":
+        raise ConfigError(f"{path} was written by {task or 'something other than ptft'}, not CausalLMPretraining: only causal LMs generate text")
+    if "tokenizer" not in ptft:
+        raise ConfigError(f"{path} has no tokenizer (checkpoint['ptft']['tokenizer'])")
+    model = CausalLMPretraining(build_backbone(ptft["backbone"]))
+    model.load_state_dict(checkpoint["state_dict"], strict=True)
+    model.tokenizer = TextTokenizer.from_json(ptft["tokenizer"], str(path))
+    return model.eval()
