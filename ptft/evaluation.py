@@ -17,14 +17,19 @@ from ptft.cli import run_cli
 from ptft.handoff import export_backbone
 
 
-def fit(args: list[str]) -> dict[str, Any]:
-    """Run ``ptft fit`` in this process: final metrics, seconds, last checkpoint and steps."""
+def fit(args: list[str], test: bool = False) -> dict[str, Any]:
+    """Run ``ptft fit`` in this process (then the test split with the final weights, with ``test``):
+    final metrics, seconds (of the fit), last checkpoint and steps."""
     start = time.perf_counter()
     cli = run_cli(["fit", *args])
     seconds = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+    if test:
+        for results in cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False):
+            metrics.update({k: float(v) for k, v in results.items()})
     wandb.finish()  # each stage is its own W&B run
     return {
-        "metrics": {k: float(v) for k, v in cli.trainer.callback_metrics.items()},
+        "metrics": metrics,
         "seconds": seconds,
         "checkpoint": cli.trainer.checkpoint_callback.last_model_path,
         "steps": cli.trainer.global_step,
@@ -33,22 +38,22 @@ def fit(args: list[str]) -> dict[str, Any]:
 
 def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict[str, Any]], run_dir: Path) -> dict[str, Any]:
     """Pretrain with ``pretrain_args``, export to ``run_dir/backbone``, then run each evaluation
-    (``{"args": [...fit args], "backbone_args": {...init args to override, e.g. drop_path}}``) on
+    (``{"args": [...fit args], "backbone_args": {...init args to override, e.g. drop_path}, "test": bool}``) on
     the export and on a random initialisation of the same backbone spec; W&B runs go under ``run_dir``.
 
-    Returns ``{"pretrain": {"seconds", "steps"}, "backbone": spec, "pretrained": {evaluation:
+    Returns ``{"pretrain": {"seconds", "steps", "metrics"}, "backbone": spec, "pretrained": {evaluation:
     {"metrics", "seconds"}}, "random_init": {...}}``.
     """
     pretrain = fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"])
     export_dir = export_backbone(pretrain["checkpoint"], run_dir / "backbone")
     spec = json.loads((export_dir / "backbone.json").read_text())
-    results: dict[str, Any] = {"pretrain": {"seconds": pretrain["seconds"], "steps": pretrain["steps"]},
+    results: dict[str, Any] = {"pretrain": {k: pretrain[k] for k in ("seconds", "steps", "metrics")},
                                "backbone": {k: spec[k] for k in ("class_path", "init_args")}, "pretrained": {}, "random_init": {}}
     for name, evaluation in evaluations.items():
         backbone = json.dumps({"class_path": spec["class_path"], "init_args": {**spec["init_args"], **evaluation.get("backbone_args", {})}})
         for source, weights in (("pretrained", str(export_dir)), ("random_init", "null")):
             run = fit([*evaluation["args"], f"--model.pretrained={weights}", f"--model.backbone={backbone}",
-                       f"--trainer.logger.init_args.save_dir={run_dir / f'{name}_{source}'}"])
+                       f"--trainer.logger.init_args.save_dir={run_dir / f'{name}_{source}'}"], test=evaluation.get("test", False))
             results[source][name] = {"metrics": run["metrics"], "seconds": run["seconds"]}
     return results
 

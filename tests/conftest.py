@@ -31,6 +31,47 @@ def make_image_tree(root: Path, splits=("train", "val"), classes=("cat", "dog", 
     return root
 
 
+SUBJECTS = ["the cat", "a dog", "the old man", "my sister", "the river", "a small bird"]
+VERBS = ["sees", "likes", "follows", "paints", "finds", "hates"]
+OBJECTS = ["the moon", "a red ball", "the tall tree", "<unk>", "the city", "an apple"]
+
+
+def make_corpus(path: Path, lines: int, seed: int = 0) -> Path:
+    """A WikiText-style file: `` = Heading = `` lines, blank lines, sentences from a tiny grammar."""
+    rng = np.random.default_rng(seed)
+    pick = lambda words: words[rng.integers(len(words))]  # noqa: E731
+    out = []
+    for i in range(lines):
+        if i % 20 == 0:
+            out += [" ", f" = Section {i // 20} = ", " "]
+        out.append(" " + " . ".join(f"{pick(SUBJECTS)} {pick(VERBS)} {pick(OBJECTS)}" for _ in range(3)) + " . ")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return path
+
+
+def make_sentiment_tsv(path: Path, rows: int, seed: int = 0) -> Path:
+    """An SST-2-style TSV (``sentence<TAB>label``) whose label is given away by one word."""
+    rng = np.random.default_rng(seed)
+    lines = ["sentence\tlabel"]
+    for _ in range(rows):
+        label = int(rng.integers(2))
+        words = ["great", "lovely", "superb"] if label else ["awful", "boring", "bad"]
+        lines.append(f"{SUBJECTS[rng.integers(6)]} is {words[rng.integers(3)]} and {OBJECTS[rng.integers(6)]}\t{label}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_text_data(root: Path) -> Path:
+    """``root/wikitext-2/wiki.{valid,test}.tokens`` and ``root/sst2/{train,dev,test}.tsv``, tiny."""
+    make_corpus(root / "wikitext-2" / "wiki.valid.tokens", 300, seed=0)
+    make_corpus(root / "wikitext-2" / "wiki.test.tokens", 60, seed=1)
+    for name, rows, seed in (("train.tsv", 400, 0), ("dev.tsv", 80, 1), ("test.tsv", 80, 2)):
+        make_sentiment_tsv(root / "sst2" / name, rows, seed)
+    return root
+
+
 def small_encoder():
     """A DCGAN encoder small enough for unit tests (stride 4)."""
     from ptft.backbones import DCGANEncoder
@@ -41,6 +82,11 @@ def small_encoder():
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     return make_image_tree(tmp_path / "images")
+
+
+@pytest.fixture
+def text_data(tmp_path: Path) -> Path:
+    return make_text_data(tmp_path / "text")
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ class RecordRank(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
         if batch_idx == 0:
-            images = batch[0]
+            inputs = batch[0] if isinstance(batch, (list, tuple)) else batch  # (images, labels) or token blocks
             with trainer.precision_plugin.forward_context():
-                self.output_dtype = str(pl_module.backbone(images).dtype)
+                self.output_dtype = str(pl_module.backbone(inputs).dtype)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         digest = hashlib.sha256()
