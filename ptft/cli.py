@@ -1,14 +1,16 @@
-"""The ``ptft`` command: LightningCLI subcommands (fit, validate, test, predict) plus ``export``
-and ``sample``.
+"""The ``ptft`` command: LightningCLI subcommands (fit, validate, test, predict) plus ``export``,
+``sample`` and ``sweep``.
 
     ptft fit -c configs/pretrain/autoencoder_imagenette.yaml [-c more.yaml] [--model.x=...]
     ptft export path/to/last.ckpt exports/my_backbone
     ptft sample path/to/gan/last.ckpt --num 64 --out samples/
+    ptft sweep configs/sweeps/gan_imagenette.yaml --count 8 [--trainer.max_steps=50 ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -67,6 +69,11 @@ class PtftCLI(LightningCLI):
         path = checkpoint and (checkpoint.last_model_path or checkpoint.best_model_path)
         if path and self.trainer.is_global_zero:
             print(f"ptft: checkpoint {path}\nptft: export the backbone with: ptft export {path} OUT_DIR")
+        metrics_file = os.environ.get("PTFT_METRICS_FILE")  # set by `ptft sweep` for each trial
+        if metrics_file and self.trainer.is_global_zero:
+            from ptft.sweep import write_metrics
+
+            write_metrics(self.trainer.callback_metrics, metrics_file)
 
 
 def run_cli(args: list[str] | None) -> PtftCLI:
@@ -115,13 +122,20 @@ def sample_main(args: list[str]) -> None:
     print(f"ptft: wrote {options.num} samples and {out / 'grid.png'}")
 
 
+def sweep_main(args: list[str]) -> None:
+    from ptft.sweep import main as sweep  # imports optuna only when sweeping
+
+    sweep(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print("ptft {fit,validate,test,predict} -c CONFIG [...]   LightningCLI subcommands (details below)\n"
               "ptft export CHECKPOINT OUT_DIR [--overwrite]      write a checkpoint's backbone as safetensors + JSON\n"
-              "ptft sample CHECKPOINT --num N --out DIR          write N images from a GAN checkpoint, plus grid.png\n")
-    commands = {"export": export_main, "sample": sample_main}
+              "ptft sample CHECKPOINT --num N --out DIR          write N images from a GAN checkpoint, plus grid.png\n"
+              "ptft sweep SWEEP.yaml --count N [overrides...]    run a W&B-format sweep locally with Optuna (resumable)\n")
+    commands = {"export": export_main, "sample": sample_main, "sweep": sweep_main}
     if args and args[0] in commands:
         commands[args[0]](args[1:])
         return
