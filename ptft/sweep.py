@@ -445,6 +445,7 @@ def main(argv: list[str]) -> None:
     """``ptft sweep CONFIG --count N [--storage URL] [overrides...]``."""
     p = parser()
     options, overrides = p.parse_known_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # ptft prints one line per trial itself
     try:
         sweep = load_sweep(options.config)
         if options.count is not None and options.count < 1:
@@ -461,7 +462,6 @@ def main(argv: list[str]) -> None:
         study = open_study(sweep, storage, options.seed)
     except SweepError as error:
         p.exit(2, f"ptft sweep: error: {error}\n")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # ptft prints one line per trial itself
     before = len(study.trials)
     grid = isinstance(study.sampler, optuna.samplers.GridSampler)
     count = options.count or math.prod(len(d.choices) for d in sweep.parameters.values())  # a grid stops when complete
