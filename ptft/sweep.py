@@ -87,10 +87,12 @@ def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"{path}: no such sweep file (e.g. configs/sweeps/autoencoder_imagenette.yaml)")
+    text = path.read_text()
     try:
-        config = yaml.safe_load(path.read_text())
+        config = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise SweepError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+        hint = ' (in a [...] list, quote "${args}")' if "${" in text else ""
+        raise SweepError(f"{path}: not valid YAML{hint}: {' '.join(str(error).split())}") from None
     if not isinstance(config, dict):
         raise SweepError(f"{path}: expected a mapping with method, metric, parameters and command")
     unknown = set(config) - TOP_LEVEL_KEYS
@@ -217,7 +219,7 @@ def grid_values(dist: IntDistribution | FloatDistribution, limit: int = 10_000) 
 
 def parse_command(command: Any, path: Path) -> list[str]:
     """The ptft arguments of a W&B ``command`` ``[${env}, ptft, fit, -c, CONFIG, ..., ${args}]``."""
-    valid = "give command: [ptft, fit, -c, CONFIG.yaml, ${args}]"
+    valid = 'give command: [ptft, fit, -c, CONFIG.yaml, "${args}"]'
     if not isinstance(command, list) or not command:
         raise SweepError(f"{path}: command: missing; {valid}")
     words = [re.sub(r"\$\{envvar:([A-Za-z0-9_]*)\}", lambda m: os.environ.get(m.group(1), m.group(1)), str(w)) for w in command]
@@ -488,4 +490,5 @@ def main(argv: list[str]) -> None:
     if grid and study.sampler.is_exhausted(study):
         print("ptft sweep: the grid is complete")
     if interrupted:
-        sys.exit("ptft sweep: interrupted; run the same command again to continue the study")
+        print("ptft sweep: interrupted; run the same command again to continue the study", file=sys.stderr)
+        sys.exit(130)

@@ -96,7 +96,7 @@ def test_sampler_per_method_and_study_settings(tmp_path):
     ({"metric": {"name": "val/loss", "goal": "lower"}}, "metric.goal: 'lower' is not minimize or maximize"),
     ({"parameters": {"model.lr": {"distribution": "beta", "a": 1, "b": 2}}}, r"parameters\.model\.lr: distribution beta .*no Optuna equivalent"),
     ({"method": "grid"}, r"parameters\.model\.optimizer\.init_args\.lr: method grid needs a finite set .*log_uniform_values is a continuous"),
-    ({"command": ["python", "train.py", "${args}"]}, r"command: must run ptft fit, .*give command: \[ptft, fit, -c, CONFIG\.yaml, \$\{args\}\]"),
+    ({"command": ["python", "train.py", "${args}"]}, r'command: must run ptft fit, .*give command: \[ptft, fit, -c, CONFIG\.yaml, "\$\{args\}"\]'),
     ({"command": ["ptft", "fit", "-c", "x.yaml"]}, r"command: needs \$\{args\} once"),
     ({"early_stop": 1}, "unknown key.s. early_stop; valid: "),
     ({"parameters": {"model.lr": {"value": 1}}}, "every parameter is a fixed value"),
@@ -125,6 +125,15 @@ def test_bad_arguments_fail_with_one_line(tmp_path, capsys, args, message):
     error = capsys.readouterr().err
     assert exit_info.value.code == 2 and error.count("\n") == 1 and error.startswith("ptft sweep: error: "), error
     assert re.search(message, error), error
+
+
+def test_unquoted_args_in_a_flow_list_is_explained(tmp_path, capsys):
+    path = tmp_path / "flow.yaml"
+    path.write_text("method: random\nmetric: {name: val/loss}\nparameters: {model.lr: {values: [1, 2]}}\n"
+                    "command: [ptft, fit, -c, x.yaml, ${args}]\n")
+    with pytest.raises(SystemExit):
+        main(["sweep", str(path), "--count", "1"])
+    assert 'flow.yaml: not valid YAML (in a [...] list, quote "${args}")' in capsys.readouterr().err
 
 
 def test_metrics_file_and_failed_metrics(tmp_path):
