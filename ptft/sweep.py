@@ -113,8 +113,10 @@ def load_sweep(path: str | Path) -> Sweep:
     raw = config.get("parameters")
     if not isinstance(raw, dict) or not raw:
         raise SweepError(f"{path}: parameters: missing or empty; give e.g. model.optimizer.init_args.lr: {{min: 1.0e-4, max: 1.0e-2}}")
-    sweep = Sweep(path, str(config.get("name") or path.stem), method, metric["name"], goal,
-                  parse_command(config.get("command"), path), run_cap=run_cap)
+    name = str(config.get("name") or path.stem)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise SweepError(f"{path}: name: {name!r} must be letters, digits, '_', '.' or '-' (it names the study, its database and log folder)")
+    sweep = Sweep(path, name, method, metric["name"], goal, parse_command(config.get("command"), path), run_cap=run_cap)
     for key, spec in flatten_parameters(raw, path).items():
         mapped = to_distribution(spec, f"{path}: parameters.{key}", grid=method == "grid")
         if isinstance(mapped, BaseDistribution):
@@ -262,6 +264,13 @@ def trial_args(values: Mapping[str, Any]) -> list[str]:
     return [f"--{key}={value}" for key, value in values.items()]
 
 
+def fit_args(sweep: Sweep, overrides: list[str], values: Mapping[str, Any]) -> list[str]:
+    """The ``ptft`` arguments of a trial: the YAML's command with the overrides, then the trial's
+    ``--key=value``, in place of ``${args}`` (so the swept values win over the overrides)."""
+    at = sweep.command.index("${args}")
+    return sweep.command[:at] + overrides + trial_args(values) + sweep.command[at + 1:]
+
+
 def first_point(sweep: Sweep) -> dict[str, Any]:
     """One valid value per parameter (the first choice or the low end), to check the command early."""
     point = dict(sweep.fixed)
@@ -307,9 +316,7 @@ class Objective:
         self.sweep, self.overrides, self.log_dir = sweep, overrides, log_dir
 
     def command(self, values: Mapping[str, Any]) -> list[str]:
-        at = self.sweep.command.index("${args}")
-        args = self.sweep.command[:at] + self.overrides + trial_args(values) + self.sweep.command[at + 1:]
-        return [sys.executable, "-m", "ptft.cli", *args]
+        return [sys.executable, "-m", "ptft.cli", *fit_args(self.sweep, self.overrides, values)]
 
     def env(self, number: int, metrics_file: Path) -> dict[str, str]:
         return {**os.environ, METRICS_FILE_ENV: str(metrics_file), "WANDB_RUN_GROUP": self.sweep.name,
@@ -319,6 +326,7 @@ class Objective:
         values = suggest(trial, self.sweep)
         folder = self.log_dir / f"trial-{trial.number}"
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.json").unlink(missing_ok=True)  # left by a deleted study's trial of this number
         command = self.command(values)
         trial.set_user_attr("command", shlex.join(["ptft", *command[3:]]))
         trial.set_user_attr("log_dir", str(folder))
@@ -411,8 +419,7 @@ def check_command(sweep: Sweep, overrides: list[str]) -> None:
         if isinstance(dist, CategoricalDistribution):
             points += [{**points[0], key: c} for c in dist.choices[1:] if not isinstance(c, (int, float)) or isinstance(c, bool)]
     for point in points:
-        at = sweep.command.index("${args}")
-        args = sweep.command[:at] + overrides + trial_args(point) + sweep.command[at + 1:] + ["--print_config"]
+        args = fit_args(sweep, overrides, point) + ["--print_config"]
         stderr = io.StringIO()
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), warnings.catch_warnings():
@@ -420,10 +427,16 @@ def check_command(sweep: Sweep, overrides: list[str]) -> None:
                 run_cli(args)
         except SystemExit as exit_info:
             if exit_info.code not in (None, 0):
-                text = stderr.getvalue()
-                message = " ".join(text[text.find("error:"):].split()) if "error:" in text else " ".join(text.split())
-                raise SweepError(f"{sweep.path}: ptft fit rejects the trial arguments {' '.join(trial_args(point))} "
-                                 f"{' '.join(overrides)}: {message[:500]}") from None
+                raise SweepError(f"{sweep.path}: ptft fit rejects the trial arguments "
+                                 f"{' '.join(overrides + trial_args(point))}: {_parser_error(stderr.getvalue())}") from None
+
+
+def _parser_error(text: str) -> str:
+    """The gist of a jsonargparse error, on one line."""
+    message = " ".join(text[text.find("error:") + 6:].split()) if "error:" in text else " ".join(text.split())
+    message = message.split(" Given value type:")[0]
+    nested = re.findall(r"Problem with given class_path '([^']+)': (.*)", message)
+    return (f"{nested[-1][0]}: {nested[-1][1]}" if nested else message)[:500]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,7 +26,7 @@ def write_sweep(folder: Path, **changes) -> Path:
               "parameters": {"model.optimizer.init_args.lr": {"distribution": "log_uniform_values", "min": 1.0e-4, "max": 1.0e-2}},
               "command": ["ptft", "fit", "-c", str(AUTOENCODER), "${args}"]}
     config.update(changes)
-    path = folder / f"{config.get('name') or 'sweep'}.yaml"
+    path = folder / f"{str(config.get('name') or 'sweep').replace('/', '_')}.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in config.items() if v is not None}))
     return path
 
@@ -100,6 +100,7 @@ def test_sampler_per_method_and_study_settings(tmp_path):
     ({"command": ["ptft", "fit", "-c", "x.yaml"]}, r"command: needs \$\{args\} once"),
     ({"early_stop": 1}, "unknown key.s. early_stop; valid: "),
     ({"parameters": {"model.lr": {"value": 1}}}, "every parameter is a fixed value"),
+    ({"name": "a/b"}, "name: 'a/b' must be letters, digits"),
 ])
 def test_bad_sweep_files_fail_with_one_line(tmp_path, capsys, change, message):
     path = write_sweep(tmp_path, **change)
@@ -169,8 +170,17 @@ def test_shipped_sweeps_match_their_configs(name, monkeypatch):
     sweep = load_sweep(REPO / "configs" / "sweeps" / name)
     assert sweep.name == Path(name).stem and sweep.metric.startswith("val/")
     check_command(sweep, [])  # every key (and every non-numeric choice) is an argument ptft fit accepts
-    with pytest.raises(SweepError, match="ptft fit rejects the trial arguments .*bogus"):
-        check_command(sweep, ["--model.init_args.bogus=1"])
+
+
+def test_a_key_or_choice_ptft_fit_rejects_stops_the_sweep_before_any_trial(tmp_path, capsys):
+    path = write_sweep(tmp_path, parameters={"model.loss": {"values": ["mse", "l2"]}})
+    with pytest.raises(SystemExit):
+        main(["sweep", str(path), "--count", "1", "--sweep_dir", str(tmp_path / "sweeps")])
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and re.search(r"ptft sweep: error: .*tiny\.yaml: ptft fit rejects the trial arguments "
+                                                r"--model\.loss=l2: ptft\.tasks\.AutoencoderPretraining: Parser key \"loss\": Expected a typing\.Literal\['mse', 'l1'\]\. "
+                                                r"Got value: l2$", error), error
+    assert not (tmp_path / "sweeps").exists()
 
 
 def test_sweep_runs_resumes_and_survives_a_failing_trial(tmp_path, capsys, monkeypatch):
