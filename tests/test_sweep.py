@@ -173,7 +173,7 @@ def test_shipped_sweeps_match_their_configs(name, monkeypatch):
 
 
 def test_a_key_or_choice_ptft_fit_rejects_stops_the_sweep_before_any_trial(tmp_path, capsys):
-    path = write_sweep(tmp_path, parameters={"model.loss": {"values": ["mse", "l2"]}})
+    path = write_sweep(tmp_path, parameters={"model.loss": {"values": ["l2", "mse"]}})
     with pytest.raises(SystemExit):
         main(["sweep", str(path), "--count", "1", "--sweep_dir", str(tmp_path / "sweeps")])
     error = capsys.readouterr().err
@@ -192,7 +192,8 @@ def test_sweep_runs_resumes_and_survives_a_failing_trial(tmp_path, capsys, monke
     overrides = [f"--data.root={tree}", "--data.image_size=32", "--data.batch_size=8", "--data.num_workers=0",
                  "--trainer.max_steps=2", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
                  f"--trainer.default_root_dir={tmp_path / 'runs'}", "--model.backbone.init_args.base_width=8",
-                 "--model.decoder_width=8", "--model.num_grid_images=0"]
+                 "--model.decoder_width=8", "--model.num_grid_images=0", "--trainer.num_sanity_val_steps=0",
+                 "--trainer.enable_model_summary=false"]
     sweep_dir = tmp_path / "sweeps"
     outputs = []
     for _ in range(2):
