@@ -1,15 +1,17 @@
 """The ``ptft`` command: LightningCLI subcommands (fit, validate, test, predict) plus ``export``,
-``sample`` and ``generate``.
+``sample``, ``generate`` and ``sweep``.
 
     ptft fit -c configs/pretrain/autoencoder_imagenette.yaml [-c more.yaml] [--model.x=...]
     ptft export path/to/last.ckpt exports/my_backbone
     ptft sample path/to/gan/last.ckpt --num 64 --out samples/
     ptft generate path/to/clm/last.ckpt --prompt "The game" --max_new_tokens 50
+    ptft sweep configs/sweeps/gan_imagenette.yaml --count 8 [--trainer.max_steps=50 ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +70,11 @@ class PtftCLI(LightningCLI):
         path = checkpoint and (checkpoint.last_model_path or checkpoint.best_model_path)
         if path and self.trainer.is_global_zero:
             print(f"ptft: checkpoint {path}\nptft: export the backbone with: ptft export {path} OUT_DIR")
+        metrics_file = os.environ.get("PTFT_METRICS_FILE")  # set by `ptft sweep` for each trial
+        if metrics_file and self.trainer.is_global_zero:
+            from ptft.sweep import write_metrics
+
+            write_metrics(self.trainer.callback_metrics, metrics_file)
 
 
 def run_cli(args: list[str] | None) -> PtftCLI:
@@ -142,6 +149,12 @@ def generate_main(args: list[str]) -> None:
     print(options.prompt + tokenizer.decode(new))
 
 
+def sweep_main(args: list[str]) -> None:
+    from ptft.sweep import main as sweep  # imports optuna only when sweeping
+
+    sweep(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
@@ -149,8 +162,9 @@ def main(argv: list[str] | None = None) -> None:
               "ptft export CHECKPOINT OUT_DIR [--overwrite]      write a checkpoint's backbone as safetensors + JSON\n"
               "ptft sample CHECKPOINT --num N --out DIR          write N images from a GAN checkpoint, plus grid.png\n"
               "ptft generate CHECKPOINT --prompt TEXT --max_new_tokens N [--temperature T --top_k K]\n"
-              "                                                  print text sampled from a causal-LM checkpoint\n")
-    commands = {"export": export_main, "sample": sample_main, "generate": generate_main}
+              "                                                  print text sampled from a causal-LM checkpoint\n"
+              "ptft sweep SWEEP.yaml --count N [overrides...]    run a W&B-format sweep locally with Optuna (resumable)\n")
+    commands = {"export": export_main, "sample": sample_main, "generate": generate_main, "sweep": sweep_main}
     if args and args[0] in commands:
         commands[args[0]](args[1:])
         return
