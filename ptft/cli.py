@@ -69,8 +69,9 @@ class PtftCLI(LightningCLI):
             print(f"ptft: checkpoint {path}\nptft: export the backbone with: ptft export {path} OUT_DIR")
 
 
-def run_cli(args: list[str] | None) -> PtftCLI:
-    """Run a LightningCLI subcommand in this process and return the CLI (trainer, model, datamodule)."""
+def run_cli(args: list[str] | None, run: bool = True) -> PtftCLI:
+    """Run a LightningCLI subcommand in this process and return the CLI (trainer, model, datamodule).
+    With ``run=False``, ``args`` carry no subcommand and the CLI only builds the objects."""
     return PtftCLI(
         pl.LightningModule,
         pl.LightningDataModule,
@@ -79,6 +80,7 @@ def run_cli(args: list[str] | None) -> PtftCLI:
         save_config_callback=RunConfigSaver,
         auto_configure_optimizers=False,
         args=args,
+        run=run,
     )
 
 
