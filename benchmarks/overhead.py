@@ -7,9 +7,9 @@ ptft: the task and Trainer are built by the ``ptft`` CLI (``run_cli(..., run=Fal
 on a loader of pre-generated batches. Raw: a copy of the same freshly initialised encoder and
 decoder (copied before ptft trains them), ``torch.optim.AdamW`` with the config's lr and weight decay, ``zero_grad / forward / mse /
 backward / step`` over the same loader. Batches are float images in [-1, 1], made before timing,
-so the data pipeline is not what is measured. The time from the end of the warm-up steps to the
-end of the last step is compared; raw and ptft runs alternate, and the median of the per-pair
-ratios is reported.
+so the data pipeline is not what is measured. The loops interleave step by step (after each
+ptft step, a callback runs one raw step on the same batch), so both see the same load from other
+jobs; after the warm-up steps, the total time of each loop's steps is compared.
 
 Two settings: the demo's (DCGAN encoder width 32, 4 layers, decoder width 32, batch 128, 32 px),
 and a deliberately tiny model (width 4, 2 layers, batch 8, 8 px) where per-step framework cost shows.
@@ -76,17 +76,27 @@ def sync() -> float:
     return time.perf_counter()
 
 
-class StepTimer(pl.Callback):
-    """Times the steps after ``warmup`` (to the end of the last optimizer step)."""
+class InterleavedRawSteps(pl.Callback):
+    """After each ptft step, one step of the raw loop on the same batch, so that both loops see the
+    same moment's machine load. Times (after ``warmup`` steps): ptft from the end of the raw step to
+    the end of the next ptft step (everything Lightning and ptft do between steps included), raw
+    from the end of a ptft step to the end of the raw step."""
 
-    def __init__(self, warmup: int, steps: int) -> None:
-        self.warmup, self.steps, self.seconds = warmup, steps, None
+    def __init__(self, raw_step, warmup: int) -> None:
+        self.raw_step, self.warmup = raw_step, warmup
+        self.ptft_seconds = self.raw_seconds = 0.0
+        self.last = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if batch_idx + 1 == self.warmup:
-            self.start = sync()
-        elif batch_idx + 1 == self.steps:
-            self.seconds = sync() - self.start
+        now = sync()
+        if self.last is not None:
+            self.ptft_seconds += now - self.last
+        self.raw_step(batch[0])
+        self.last = sync()
+        if batch_idx + 1 > self.warmup:
+            self.raw_seconds += self.last - now
+        else:
+            self.last = None if batch_idx + 1 < self.warmup else self.last
 
 
 def tiny_tree(root: Path) -> Path:
@@ -111,31 +121,29 @@ def build_ptft(setting: tuple, steps: int, out: Path, extra: list[str]):
 def time_pair(setting: tuple, steps: int, warmup: int, out: Path, extra: list[str]) -> tuple[float, float]:
     """Seconds of the timed steps: (raw loop, ptft), both from the same freshly initialised model."""
     cli = build_ptft(setting, steps, out, extra)
-    raw = time_raw(copy.deepcopy(cli.model.backbone), copy.deepcopy(cli.model.decoder), setting, steps, warmup)
-    timer = StepTimer(warmup, steps)
-    cli.trainer.callbacks.append(timer)
+    raw = InterleavedRawSteps(raw_loop(copy.deepcopy(cli.model.backbone), copy.deepcopy(cli.model.decoder)), warmup)
+    cli.trainer.callbacks.append(raw)
     cli.trainer.fit(cli.model, train_dataloaders=loader(Batches(setting[3], setting[4], steps)))
     assert cli.trainer.global_step == steps, cli.trainer.global_step
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["lr"] == 2e-3 and optimizer.defaults["weight_decay"] == 0.05
     wandb.finish()
-    return raw, timer.seconds
+    return raw.raw_seconds, raw.ptft_seconds
 
 
-def time_raw(encoder: torch.nn.Module, decoder: torch.nn.Module, setting: tuple, steps: int, warmup: int) -> float:
-    """The loop a user would write: the config's optimizer, MSE reconstruction, no framework."""
-    encoder, decoder = encoder.to(DEVICE), decoder.to(DEVICE)
+def raw_loop(encoder: torch.nn.Module, decoder: torch.nn.Module):
+    """One step of the loop a user would write: the config's optimizer, MSE reconstruction, no framework."""
+    encoder, decoder = encoder.to(DEVICE).train(), decoder.to(DEVICE).train()
     optimizer = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], lr=2e-3, weight_decay=0.05)
-    encoder.train(), decoder.train()
-    for step, (images, _) in enumerate(loader(Batches(setting[3], setting[4], steps))):
+
+    def step(images: torch.Tensor) -> None:
         images = images.to(DEVICE, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         loss = F.mse_loss(decoder(encoder.forward_features(images)), images)
         loss.backward()
         optimizer.step()
-        if step + 1 == warmup:
-            start = sync()
-    return sync() - start
+
+    return step
 
 
 def main() -> None:
@@ -165,7 +173,7 @@ def main() -> None:
             repeats = 1 if options.quick else options.repeats
             raw, ptft = [], {variant: [] for variant in variants}
             for repeat in range(repeats):
-                for variant, extra in variants.items():  # raw, ptft, raw, ptft, ...: drifting load hits both
+                for variant, extra in variants.items():
                     seconds = time_pair(setting, steps, warmup, Path(temp) / f"run{repeat}", extra)
                     raw.append(seconds[0])
                     ptft[variant].append(seconds[1])
@@ -190,8 +198,9 @@ def main() -> None:
         f"Autoencoder pretraining (configs/pretrain/autoencoder_imagenette.yaml) on the {DEVICE.type} ({threads} torch thread(s)), pre-generated "
         f"batches. Demo config: DCGAN encoder width {width}, {layers} layers, decoder width {decoder_width}, batch {batch}, "
         f"{size} px, {steps - warmup} timed steps after {warmup} warm-up steps. Tiny model: width {tiny[0]}, {tiny[1]} layers, "
-        f"batch {tiny[3]}, {tiny[4]} px, {tiny[5] - tiny[6]} timed steps. Each ptft run is paired with a raw run just "
-        f"before it; ratio: median over {options.repeats} pairs of ptft time / raw time.",
+        f"batch {tiny[3]}, {tiny[4]} px, {tiny[5] - tiny[6]} timed steps. Steps interleave: after each ptft step "
+        f"(Lightning Trainer, everything between steps included) one raw step runs on the same batch, so both see the "
+        f"same load from other jobs; ratio: total ptft time / total raw time per run, median over {options.repeats} runs.",
         "",
         "| setting | loop | ms / step | ptft / raw | target | met |",
         "| --- | --- | ---: | ---: | --- | --- |",

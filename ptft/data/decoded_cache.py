@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ptft.data.decoding import DECODE_ERRORS, decode_error, load_rgb, resize_shorter_side
+from ptft.errors import CorruptImageError
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -56,6 +57,8 @@ class _Decode(Dataset):
         path = self.samples[index][0]
         try:
             return resize_shorter_side(load_rgb(path, self.side), self.side)
+        except CorruptImageError:
+            raise
         except DECODE_ERRORS as error:
             raise decode_error(path, error) from None
 

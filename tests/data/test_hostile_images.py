@@ -50,7 +50,7 @@ def tree(tmp_path: Path) -> Path:
     (lambda d: png_bomb(d / "bomb.png"), r"bomb.png: .*refusing to decode .*limit of 89,478,485 pixels \(PIL.Image.MAX_IMAGE_PIXELS"),
     (lambda d: (os.symlink(d / "b.jpg", d / "a.jpg"), os.symlink(d / "a.jpg", d / "b.jpg")), r"[ab].jpg: cannot read image \(symlink loop"),
     (lambda d: os.symlink(d, d / "again"), r"dog/again: symlink loop \(it points back to a folder above it\)"),
-])
+], ids=["text_png", "zero_byte", "png_bomb", "file_symlink_loop", "folder_symlink_loop"])
 def test_bad_files_fail_at_init_with_one_line_naming_the_file(tmp_path, make_bad, message):
     root = tree(tmp_path)
     make_bad(root / "train" / "dog")
