@@ -153,8 +153,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default 1 on the CPU: with other jobs on the cores, 2 OpenMP "
                              "threads spin against them and small steps get ~10x slower, for both loops)")
+    parser.add_argument("--demo-steps", type=int, nargs=2, default=None, metavar=("STEPS", "WARMUP"),
+                        help=f"steps and warm-up steps per run at the demo config (default {SETTINGS['demo config'][5:]})")
     parser.add_argument("--quick", action="store_true", help="a few steps: a smoke test, not a result")
     options = parser.parse_args()
+    if options.demo_steps:
+        SETTINGS["demo config"] = (*SETTINGS["demo config"][:5], *options.demo_steps)
     threads = options.threads or (1 if DEVICE.type == "cpu" else torch.get_num_threads())
     torch.set_num_threads(threads)
     variants = {  # what ptft runs with: as the config (progress bar on), as the demo runs it, without a logger
@@ -193,7 +197,8 @@ def main() -> None:
     table = "\n".join([
         "## Framework overhead: ptft vs a hand-written PyTorch loop (ms per training step)",
         "",
-        f"`python benchmarks/overhead.py --repeats {options.repeats} --threads {threads}`",
+        f"`python benchmarks/overhead.py --repeats {options.repeats} --threads {threads}"
+        f"{' --demo-steps ' + ' '.join(map(str, options.demo_steps)) if options.demo_steps else ''}`",
         "",
         f"Autoencoder pretraining (configs/pretrain/autoencoder_imagenette.yaml) on the {DEVICE.type} ({threads} torch thread(s)), pre-generated "
         f"batches. Demo config: DCGAN encoder width {width}, {layers} layers, decoder width {decoder_width}, batch {batch}, "
