@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
-from ptft.errors import PtftError
+from ptft.errors import PtftError, one_line
 from ptft.handoff import export_backbone
 
 
@@ -77,8 +77,9 @@ class PtftCLI(LightningCLI):
             write_metrics(self.trainer.callback_metrics, metrics_file)
 
 
-def run_cli(args: list[str] | None) -> PtftCLI:
-    """Run a LightningCLI subcommand in this process and return the CLI (trainer, model, datamodule)."""
+def run_cli(args: list[str] | None, run: bool = True) -> PtftCLI:
+    """Run a LightningCLI subcommand in this process and return the CLI (trainer, model, datamodule).
+    With ``run=False``, ``args`` carry no subcommand and the CLI only builds the objects."""
     return PtftCLI(
         pl.LightningModule,
         pl.LightningDataModule,
@@ -87,6 +88,7 @@ def run_cli(args: list[str] | None) -> PtftCLI:
         save_config_callback=RunConfigSaver,
         auto_configure_optimizers=False,
         args=args,
+        run=run,
     )
 
 
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         bad_input = _ptft_error(error)
         if bad_input is None:
             raise
-        sys.exit(f"ptft: error: {bad_input}")  # bad input: one line naming the file or key, no traceback
+        sys.exit(f"ptft: error: {one_line(bad_input)}")  # bad input: one line naming the file or key, no traceback
 
 
 def _ptft_error(error: BaseException) -> PtftError | None:
@@ -184,7 +186,7 @@ def _ptft_error(error: BaseException) -> PtftError | None:
     while cause is not None and not isinstance(cause, PtftError):
         cause = cause.__cause__ or cause.__context__
     latest = PtftError.latest
-    if cause is None and latest is not None and str(latest) in str(error):
+    if cause is None and latest is not None and one_line(latest) in one_line(error):
         cause = latest
     return cause
 

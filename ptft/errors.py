@@ -1,5 +1,7 @@
 """Errors for bad input that ptft detects itself; the ``ptft`` command prints them as one line."""
 
+import re
+
 
 class PtftError(Exception):
     """Bad input, detected before it can do harm; the message names the file or config key."""
@@ -29,3 +31,15 @@ class OutputExistsError(PtftError, FileExistsError):
 
 class DivergenceError(PtftError, FloatingPointError):
     """A loss became NaN or infinite; the run stopped before the update that would spread it."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` as one line. A DataLoader worker's error reaches the main process
+    re-raised as the same class with the worker's whole traceback as its message; this keeps
+    the original message (the traceback's last line) only."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        match = re.match(r"^[\w.]+: (.*)$", last)
+        text = match.group(1) if match else last
+    return " ".join(text.split())

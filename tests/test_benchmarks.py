@@ -39,3 +39,18 @@ def test_image_pretraining_quick_and_its_table_rebuilt_from_the_log(tmp_path):
     (tmp_path / "run.log").write_text(result.stdout)
     rebuilt = run_quick(tmp_path, "image_pretraining.py", f"--report-from={tmp_path / 'run.log'}", timeout=120)
     assert table(rebuilt.stdout) == table(result.stdout)
+
+
+def test_image_pipeline_quick(tmp_path):
+    result = run_quick(tmp_path, "image_pipeline.py", "--sizes", "16", "--workers", "1", timeout=300)
+    rows = table(result.stdout)
+    for pipeline in ("torchvision ImageFolder (baseline) | ", "ptft (decode) | ", "ptft (decoded cache) | "):
+        assert any(f"| 16 | {pipeline}" in row for row in rows), result.stdout
+    assert not (tmp_path / "data" / "imagenette" / ".ptft_cache").exists()  # its cache goes to a temporary folder
+
+
+def test_overhead_quick(tmp_path):
+    result = run_quick(tmp_path, "overhead.py", timeout=300)
+    rows = table(result.stdout)
+    assert any(row.startswith("| tiny model | raw PyTorch loop |") for row in rows), result.stdout
+    assert any(row.startswith("| tiny model | ptft (config: W&B offline, progress bar) |") for row in rows)

@@ -1,60 +1,38 @@
 """ImageNet-style folders (``root/<split>/<class>/*.JPEG``) as a LightningDataModule.
 
-Images are decoded at reduced size (PIL's JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale when
-the target is small) and stay uint8 until they reach the device, where
-``on_after_batch_transfer`` turns them into float images in [-1, 1] (channels_last).
+The data path is built for throughput: JPEGs decode at reduced size (PIL draft mode: 1/2, 1/4 or
+1/8 scale when the target is small), every crop/resize is one antialiased resize on uint8 pixels,
+and images stay uint8 until they reach the device, where ``on_after_batch_transfer`` turns them
+into float images in [-1, 1] (channels_last). With ``decoded_cache=true`` the images are decoded
+once, a little above the target size, into a uint8 memmap that every later epoch and every DDP
+rank reads (see :mod:`ptft.data.decoded_cache`); augmentations still run per epoch on it.
+
+Hostile inputs (zero-byte files, symlink loops, text with an image extension, truncated files,
+decompression bombs, class folders without images) stop the run with one line naming the file,
+or, with ``skip_corrupt=true``, are skipped and counted. Grayscale, CMYK, RGBA, palette and 16-bit
+images are converted to RGB; images smaller than the target (down to 1x1) are upscaled.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Sampler, Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-from torchvision.transforms import v2
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from ptft.data import decoded_cache as dcache
+from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, decode_error, decode_image,
+                                load_rgb, source_side)
 from ptft.data.paths import resolve_data_path
 from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
-
-AugmentPreset = Literal["crop_flip", "flip", "none"]
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-
-def decode_image(path: str, size: int) -> torch.Tensor:
-    """Decode ``path`` to a uint8 ``(3, H, W)`` RGB tensor whose shorter side is ``size``
-    (smaller images are upscaled). JPEGs decode at reduced scale."""
-    with Image.open(path) as img:
-        img.draft("RGB", (size, size))
-        img = img.convert("RGB")
-        width, height = img.size
-        scale = size / min(width, height)
-        if scale != 1:
-            img = img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
-        array = np.asarray(img).copy()
-    return torch.from_numpy(array).permute(2, 0, 1)
-
-
-def augmentation(preset: AugmentPreset, image_size: int) -> v2.Transform:
-    """Transforms on uint8 tensors. ``flip``: centre crop + horizontal flips (for pretraining
-    autoencoders and for linear probes); ``crop_flip``: random-resized crops (25-100% of the
-    image) + flips (for fine-tuning); ``none``: centre crop (the evaluation transform)."""
-    center = v2.CenterCrop(image_size)
-    if preset == "none":
-        return center
-    if preset == "flip":
-        return v2.Compose([center, v2.RandomHorizontalFlip()])
-    if preset == "crop_flip":
-        return v2.Compose([v2.RandomResizedCrop(image_size, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip()])
-    raise ConfigError(f"data.train_augment must be one of 'crop_flip', 'flip', 'none', got {preset!r}")
+__all__ = ["ImageFolderDataModule", "CorruptImageError", "decode_image", "stratified_subset", "scan_class_folder"]
 
 
 def stratified_subset(targets: list[int], fraction: float, seed: int) -> list[int]:
@@ -73,11 +51,13 @@ def stratified_subset(targets: list[int], fraction: float, seed: int) -> list[in
 
 
 class ImageFiles(Dataset):
-    """(uint8 image, label) pairs from a list of ``(path, label)``."""
+    """(uint8 image, label) pairs decoded from a list of ``(path, label)``: each file decodes at
+    the smallest JPEG scale whose shorter side is still ``decode_side``, then ``transform``
+    (a :class:`CropResize`) crops and resizes it in one step."""
 
-    def __init__(self, samples: list[tuple[str, int]], decode_size: int, transform: v2.Transform) -> None:
+    def __init__(self, samples: list[tuple[str, int]], decode_side: int, transform: CropResize) -> None:
         self.samples = samples
-        self.decode_size = decode_size
+        self.decode_side = decode_side
         self.transform = transform
 
     def __len__(self) -> int:
@@ -86,27 +66,42 @@ class ImageFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         try:
-            image = decode_image(path, self.decode_size)
+            pixels = load_rgb(path, self.decode_side)
+        except CorruptImageError:
+            raise
         except DECODE_ERRORS as error:
-            raise CorruptImageError(
-                f"{path}: cannot decode image ({error}); fix or remove it, or set data.skip_corrupt=true "
-                "to find and skip damaged images before training"
-            ) from None
-        return self.transform(image), label
+            raise decode_error(path, error) from None
+        return self.transform(pixels), label
 
 
-def unreadable_reason(path: str, size: int, decode: bool) -> str | None:
-    """None if the image is usable, else why not. Parses the header only (fast), or with ``decode``
-    decodes it at reduced size too, which also finds truncated files."""
-    try:
-        if decode:
-            decode_image(path, size)
-        else:
-            with Image.open(path) as img:
-                img.size  # noqa: B018 - parsing the header is the check
-        return None
-    except DECODE_ERRORS as error:
-        return str(error) or type(error).__name__
+def scan_class_folder(folder: Path) -> tuple[list[str], list[str]]:
+    """Image files under ``folder`` (sorted, symlinks followed) and the symlinks that loop back to
+    a folder already on their path (not followed: ``os.walk`` would recurse until the path is too long)."""
+    files, loops = [], []
+    seen = set()
+
+    def walk(directory: str) -> None:
+        info = os.stat(directory)
+        seen.add((info.st_dev, info.st_ino))
+        with os.scandir(directory) as entries:
+            entries = sorted(entries, key=lambda e: e.name)
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                sub = os.stat(entry.path)
+                if (sub.st_dev, sub.st_ino) in seen:
+                    loops.append(entry.path)
+                else:
+                    walk(entry.path)
+            elif entry.name.lower().endswith(IMG_EXTENSIONS):
+                files.append(entry.path)
+        seen.discard((info.st_dev, info.st_ino))
+
+    walk(str(folder))
+    return files, loops
 
 
 class ImageFolderDataModule(pl.LightningDataModule):
@@ -124,9 +119,16 @@ class ImageFolderDataModule(pl.LightningDataModule):
         label_fraction: stratified fraction of the train split to use, in (0, 1].
         split_seed: seed of the ``label_fraction`` subset (independent of the training seed).
         train_augment: augmentation preset for the train split: ``flip``, ``crop_flip`` or ``none``
-            (see :func:`augmentation`).
+            (see :class:`ptft.data.decoding.CropResize`).
         skip_corrupt: decode every image once at start-up and skip (and count) those that fail,
-            instead of stopping at the first unreadable one.
+            instead of stopping at the first unreadable one; symlink loops are skipped and counted too.
+        decoded_cache: decode every image once (shorter side ``image_size``, or 1.25x that for
+            ``crop_flip``) into a uint8 memmap and train from it: built by ``prepare_data`` (local
+            rank 0), read-only on every rank, reused by later epochs and runs, rebuilt when a file's
+            path, size or mtime changes. Augmentations still run per epoch on the cached pixels.
+            Costs about ``N * side^2 * 3`` bytes of disk (Imagenette train at 64 px, ``crop_flip``: ~0.18 GB).
+        cache_dir: folder for decoded caches; default ``<root>/.ptft_cache`` when ``root`` is
+            writable, else ``$XDG_CACHE_HOME/ptft`` (``~/.cache/ptft``).
     """
 
     def __init__(
@@ -142,6 +144,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         train_augment: AugmentPreset = "crop_flip",
         skip_corrupt: bool = False,
+        decoded_cache: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if not 0 < label_fraction <= 1:
@@ -151,7 +155,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 f"data.image_size and data.batch_size must be >= 1 and data.num_workers >= 0, "
                 f"got {image_size}, {batch_size}, {num_workers}"
             )
-        augmentation(train_augment, image_size)  # validates the preset name
+        CropResize(train_augment, image_size)  # validates the preset name
         self.root = resolve_data_path(root)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.image_size = image_size
@@ -159,17 +163,21 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.train_augment = train_augment
         self.skip_corrupt = skip_corrupt
+        self.decoded_cache = decoded_cache
+        self.cache_root = Path(cache_dir).expanduser() if cache_dir else dcache.default_cache_root(self.root)
         self.classes = self._check_class_folders()
         self.num_classes = len(self.classes)
         # Scanned now, so that bad trees fail before a trainer or logger writes anything.
         self.skipped_files: list[str] = []
         self.samples = {stage: self._samples(stage) for stage, split in self.splits.items() if split is not None}
         if self.skipped_files:
-            log.warning("skipped %d unreadable images (skip_corrupt=true), e.g. %s", len(self.skipped_files), self.skipped_files[0])
+            message = (f"ptft: skipped {len(self.skipped_files)} unreadable images or symlink loops (data.skip_corrupt=true), "
+                       f"e.g. {self.skipped_files[0]}")
+            log.warning(message)
         if label_fraction < 1:
             train = self.samples["train"]
             self.samples["train"] = [train[i] for i in stratified_subset([label for _, label in train], label_fraction, split_seed)]
-        self.datasets: dict[str, ImageFiles] = {}
+        self.datasets: dict[str, Dataset] = {}
 
     def _split_dir(self, stage: str) -> Path:
         split_dir = self.root / self.splits[stage]
@@ -203,33 +211,73 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def _samples(self, stage: str) -> list[tuple[str, int]]:
         split_dir = self._split_dir(stage)
-        class_to_idx = {name: i for i, name in enumerate(self.classes)}
-        samples = make_dataset(str(split_dir), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+        samples: list[tuple[str, int]] = []
+        empty: list[tuple[str, str]] = []
+        for label, name in enumerate(self.classes):
+            files, loops = scan_class_folder(split_dir / name)
+            if loops and not self.skip_corrupt:
+                raise CorruptImageError(f"{loops[0]}: symlink loop (it points back to a folder above it); "
+                                        "remove the link, or set data.skip_corrupt=true to skip it")
+            self.skipped_files += loops
+            good = []
+            for path in files:
+                reason = check_image_file(path, self.image_size, decode=self.skip_corrupt)
+                if reason is None:
+                    good.append(path)
+                elif self.skip_corrupt:
+                    self.skipped_files.append(path)
+                else:
+                    raise CorruptImageError(f"{path}: cannot read image ({reason}); fix or remove it, or set data.skip_corrupt=true")
+            if not good:
+                empty.append((name, "no readable images" if files else "no images"))
+            samples += [(path, label) for path in good]
         if not samples:
-            raise MissingPathError(
-                f"data.{stage}_split: no images in {split_dir} (looked for {', '.join(IMG_EXTENSIONS)} in its class folders)"
-            )
-        good = []
-        for path, label in samples:
-            reason = unreadable_reason(path, self.image_size, decode=self.skip_corrupt)
-            if reason is None:
-                good.append((path, label))
-            elif self.skip_corrupt:
-                self.skipped_files.append(path)
-            else:
-                raise CorruptImageError(f"{path}: cannot read image ({reason}); fix or remove it, or set data.skip_corrupt=true")
-        if not good:
-            raise MissingPathError(f"data.{stage}_split: none of the {len(samples)} images in {split_dir} is readable")
-        return good
+            raise MissingPathError(f"data.{stage}_split: no images in {split_dir} "
+                                   f"(looked for {', '.join(IMG_EXTENSIONS)} in its class folders)")
+        if empty:
+            name, what = empty[0]
+            raise MissingPathError(f"data.{stage}_split: class folder {split_dir / name} has {what} "
+                                   f"(looked for {', '.join(IMG_EXTENSIONS)}); add images or remove the folder")
+        return samples
 
-    def setup(self, stage: str | None = None) -> None:
+    def _cache_folder(self, split: str, side: int) -> Path:
+        key = dcache.cache_key(self.root, self.samples[split], side)
+        return self.cache_root / f"{self.splits[split]}-{side}px-{key}"
+
+    def _wanted(self, stage: str | None) -> list[str]:
         stage = getattr(stage, "value", stage) or "fit"  # Lightning passes a TrainerFn enum
         wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["val"]}
         for split in wanted.get(stage, ["train", "val"]):
             if split not in self.samples:
                 raise ConfigError(f"data.{split}_split is not set; `ptft {stage}` needs it")
-            preset = self.train_augment if split == "train" else "none"
-            self.datasets[split] = ImageFiles(self.samples[split], self.image_size, augmentation(preset, self.image_size))
+        return wanted.get(stage, ["train", "val"])
+
+    def prepare_data(self) -> None:
+        """Builds the decoded caches (``decoded_cache=true``) of every configured split; Lightning
+        calls this on local rank 0 only, before ``setup`` on every rank."""
+        if not self.decoded_cache:
+            return
+        for split in self.samples:
+            side = source_side(self._preset(split), self.image_size)
+            dcache.build(self._cache_folder(split, side), self.samples[split], side, self.num_workers)
+
+    def _preset(self, split: str) -> AugmentPreset:
+        return self.train_augment if split == "train" else "none"
+
+    def _dataset(self, split: str, preset: AugmentPreset, build_cache: bool) -> Dataset:
+        side = source_side(preset, self.image_size)
+        transform = CropResize(preset, self.image_size)
+        if self.decoded_cache:
+            folder = self._cache_folder(split, side)
+            if build_cache:  # without a Trainer nobody called prepare_data
+                dcache.build(folder, self.samples[split], side, self.num_workers)
+            if (folder / "index.npy").exists():
+                return dcache.CachedImages(folder, [label for _, label in self.samples[split]], transform)
+        return ImageFiles(self.samples[split], side, transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in self._wanted(stage):
+            self.datasets[split] = self._dataset(split, self._preset(split), build_cache=True)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -258,10 +306,12 @@ class ImageFolderDataModule(pl.LightningDataModule):
         """Unshuffled, unaugmented images of ``split`` (for kNN evaluation and feature extraction)."""
         if split not in self.samples:
             raise ConfigError(f"data.{split}_split is not set; feature extraction needs it")
-        dataset = ImageFiles(self.samples[split], self.image_size, augmentation("none", self.image_size))
+        # From the cache when one at this size exists (val always; train unless it is cached for crop_flip).
+        dataset = self._dataset(split, "none", build_cache=False)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        images = images.float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
+        # one pass to float channels_last, then in place to [-1, 1] (on the device: the batch crossed as uint8)
+        images = images.to(torch.float32, memory_format=torch.channels_last).mul_(2 / 255).sub_(1.0)
         return images, labels
