@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch.nn.utils import parametrize
 
 from ptft.backbones.base import Backbone
 from ptft.errors import ConfigError, MissingPathError, OutputExistsError
+from ptft.reliability import safe_torch_load
 
 WEIGHTS_FILE = "backbone.safetensors"
 SPEC_FILE = "backbone.json"
@@ -28,17 +28,7 @@ PREFIX = "backbone."
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A Lightning checkpoint loaded safely (tensors and plain containers only)."""
-    if not Path(path).is_file():
-        raise MissingPathError(f"checkpoint {path} does not exist or is not a file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ConfigError(
-            f"{path}: refusing to load: not a plain checkpoint of tensors and values, so it could run code "
-            f"when unpickled (weights_only=True): {str(error).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, EOFError) as error:
-        raise ConfigError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+    return safe_torch_load(path)
 
 
 def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
