@@ -16,8 +16,11 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
 from ptft.errors import PtftError
 from ptft.handoff import export_backbone
+from ptft.reliability import PREEMPTED_EXIT_CODE, find_last_checkpoint
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -60,7 +63,17 @@ class PtftCLI(LightningCLI):
         if callable(check):
             check(self.datamodule)
 
-    before_fit = before_validate = before_test = before_predict = _check_data
+    before_validate = before_test = before_predict = _check_data
+
+    def before_fit(self) -> None:
+        self._check_data()
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":  # the newest last.ckpt of any earlier run of this config
+            found = find_last_checkpoint(self.trainer)
+            if found is not None:
+                config["ckpt_path"] = str(found)
+                if self.trainer.is_global_zero:
+                    print(f"ptft: resuming from {found}")
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -127,6 +140,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         run_cli(None if argv is None else args)  # None: LightningCLI reads sys.argv itself
+    except SIGTERMException as stop:  # preempted: last.ckpt was saved after the current batch
+        saved = getattr(stop, "ptft_checkpoint", None)
+        print(f"ptft: stopped by SIGTERM; saved {saved}; continue with the same command and --ckpt_path last", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
     except Exception as error:
         bad_input = _ptft_error(error)
         if bad_input is None:

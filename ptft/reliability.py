@@ -130,6 +130,29 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
     return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
 
+def find_last_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The newest ``last*.ckpt`` of earlier runs writing where ``trainer`` writes: ModelCheckpoint
+    folders given by ``dirpath``, else the ``<run>/checkpoints`` folders of every run (version)
+    under the logger's ``save_dir/name`` (or ``default_root_dir/checkpoints`` without a logger)."""
+    folders: list[Path] = []
+    automatic = False
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            if callback.dirpath:
+                folders.append(Path(callback.dirpath))
+            else:
+                automatic = True
+    if automatic:
+        logger = trainer.logger
+        if logger is not None and logger.save_dir:
+            base = Path(logger.save_dir) / str(logger.name) if logger.name else Path(logger.save_dir)
+            folders += base.glob("*/checkpoints")
+        else:
+            folders.append(Path(trainer.default_root_dir) / "checkpoints")
+    candidates = [path for folder in folders for path in folder.glob("last*.ckpt") if path.is_file()]
+    return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
+
+
 class PreemptionCheckpoint(pl.Callback):
     """On SIGTERM, save ``last.ckpt`` after the current batch (every rank takes part; rank 0
     writes), so ``ptft fit ... --ckpt_path last`` continues from that batch. The ``ptft`` command

@@ -21,6 +21,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms import v2
 
 from ptft.data.paths import resolve_data_path
+from ptft.data.resumable import own_generator, resumable_loader
 from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
@@ -240,10 +241,12 @@ class ImageFolderDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            generator=own_generator(),  # starting an iterator draws nothing from the training's random stream
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # Resumes mid-epoch with the same order and augmentations (ptft/data/resumable.py).
+        return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
@@ -259,7 +262,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         if split not in self.samples:
             raise ConfigError(f"data.{split}_split is not set; feature extraction needs it")
         dataset = ImageFiles(self.samples[split], self.image_size, augmentation("none", self.image_size))
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+                          generator=own_generator())
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
