@@ -9,11 +9,12 @@ and ``sample``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -48,6 +49,42 @@ class RunConfigSaver(SaveConfigCallback):
         while path.exists():
             path, n = folder / f"{Path(self.config_filename).stem}-{n}.yaml", n + 1
         self.parser.save(self.config, str(path), skip_none=False, multifile=self.multifile)
+
+
+def one_line_parse_error(message: str) -> str:
+    """jsonargparse's multi-line report of a bad value as ``KEY: expected TYPE, got VALUE``.
+
+    Nested keys are joined (``data`` + ``batch_size`` -> ``data.batch_size``); messages of another
+    shape are collapsed onto one line.
+    """
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    nested = re.search(r"NestedArg\(key='([^']+)', val=(.*)\)\s*$", message, re.S)
+    if not keys:
+        return " ".join(message.split())
+    key = f"{keys[0]}.{nested.group(1)}" if nested else ".".join(keys)
+    owner = re.search(r"given class_path '([\w.]+)'", message)
+    if re.search(r"Option '[^']+' is not accepted", message):
+        return f"{key}: no such option" + (f" of {owner.group(1)}" if owner else "")
+    tail = message[message.rfind(f'Parser key "{keys[-1]}"'):]
+    expected = []
+    for whole, name in re.findall(r"Expected a (<class '([\w.]+)'>|typing\.Literal\[[^\]]*\])", tail):
+        if name != "NoneType":
+            expected.append(name or "one of " + whole[len("typing.Literal["):-1])
+    got = re.search(r"Got value: (.*?)(?:\n|$)", tail)
+    given = re.search(r"Given value: (.*?)\s*$", message, re.S)
+    value = nested.group(2) if nested else got.group(1) if got else given.group(1) if given else "?"
+    return f"{key}: expected {' or '.join(expected) or 'another value'}, got {value.strip()}"
+
+
+class PtftArgumentParser(LightningArgumentParser):
+    """Reports a bad command line or config value as one line, ``ptft: error: KEY: ...``."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        self._logger.error(message)
+        sys.stderr.write(f"ptft: error: {one_line_parse_error(message)} (see `ptft fit --help`)\n")
+        self.exit(2)
 
 
 class PtftCLI(LightningCLI):
@@ -90,6 +127,7 @@ def run_cli(args: list[str] | None) -> PtftCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=RunConfigSaver,
+        parser_class=PtftArgumentParser,
         auto_configure_optimizers=False,
         args=args,
     )
