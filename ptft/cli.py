@@ -102,6 +102,12 @@ class PtftCLI(LightningCLI):
 
     before_validate = before_test = before_predict = _check_data
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning 2.6 merges the hyperparameters saved in ``--ckpt_path`` into the config, which
+        fails for ptft's subclass-mode tasks (linked data values such as ``image_size`` come back
+        as unknown keys). A ptft run resumes with the command it started with, so the config is
+        complete already; the checkpoint is read once, by the trainer (weights_only=True)."""
+
     def before_fit(self) -> None:
         self._check_data()
         config = self.config_init[self.subcommand]

@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,6 +98,8 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(tree, tmp_path
     saved = torch.load(last, weights_only=True)
     step = saved["global_step"]
     assert 2 <= step < 60 and loader_state(saved)[0]["batches"] == step % 6
-    run_cli(fit_args("autoencoder", tmp_path, "run", every=100, max_steps=step + 2) + ["--ckpt_path=last"])
+    reported = stderr.split("ptft: stopped by SIGTERM; saved ", 1)[1].split(";", 1)[0]
+    assert Path(reported).resolve() == last.resolve()
+    run_cli(fit_args("autoencoder", tmp_path, "run", every=100, max_steps=step + 2) + [f"--ckpt_path={reported}"])  # an explicit path
     resumed = [r["step"] for r in losses(tmp_path / "run.jsonl")][-2:]
     assert resumed == [step + 1, step + 2]  # continued after the saved step, none repeated
