@@ -133,7 +133,8 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
 def find_last_checkpoint(trainer: pl.Trainer) -> Path | None:
     """The newest ``last*.ckpt`` of earlier runs writing where ``trainer`` writes: ModelCheckpoint
     folders given by ``dirpath``, else the ``<run>/checkpoints`` folders of every run (version)
-    under the logger's ``save_dir/name`` (or ``default_root_dir/checkpoints`` without a logger)."""
+    under the logger's ``save_dir/name`` (or ``default_root_dir/checkpoints`` without a logger);
+    SLURM's ``default_root_dir/hpc_ckpt_*.ckpt`` count too."""
     folders: list[Path] = []
     automatic = False
     for callback in trainer.checkpoint_callbacks:
@@ -150,6 +151,7 @@ def find_last_checkpoint(trainer: pl.Trainer) -> Path | None:
         else:
             folders.append(Path(trainer.default_root_dir) / "checkpoints")
     candidates = [path for folder in folders for path in folder.glob("last*.ckpt") if path.is_file()]
+    candidates += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")  # saved by Lightning's SLURM requeue handler
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
 
 

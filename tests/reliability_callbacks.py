@@ -54,11 +54,17 @@ class KillAt(pl.Callback):
 
 
 class RaiseOnRank(pl.Callback):
-    """Raises on one rank at one step, as a bug or a lost device would."""
+    """Raises on one rank at one step, as a bug or a lost device would; each rank writes its pid to ``pid_dir``."""
 
-    def __init__(self, rank: int = 1, step: int = 2) -> None:
+    def __init__(self, rank: int = 1, step: int = 2, pid_dir: str | None = None) -> None:
         self.rank = rank
         self.step = step
+        self.pid_dir = Path(pid_dir) if pid_dir else None
+
+    def on_fit_start(self, trainer, pl_module):
+        if self.pid_dir is not None:
+            self.pid_dir.mkdir(parents=True, exist_ok=True)
+            (self.pid_dir / f"rank{trainer.global_rank}.pid").write_text(str(os.getpid()))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step and trainer.global_rank == self.rank:

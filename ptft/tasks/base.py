@@ -34,11 +34,14 @@ class PtftTask(pl.LightningModule):
     ``"loss"``) is NaN or infinite on any rank (all ranks decide together), the step either raises
     :class:`DivergenceError` naming the step, ``nonfinite_loss_name`` and the value on every rank,
     before backward and the optimizer step, so weights and ``last.ckpt`` stay those of the last
-    finite step (``on_nonfinite="raise"``), or is skipped (``"skip"``): no backward, no optimizer
-    step, buffers such as BatchNorm statistics put back, and ``train/skipped_steps`` counts it
-    (the step still counts towards ``max_steps`` and a per-step LR scheduler still steps). With
-    gradient accumulation the skip applies to the micro-batch. Manual optimisation (the GAN) keeps
-    its own guard. The check costs one host sync (and one all-gather under DDP) per step.
+    finite step (``on_nonfinite="raise"``), or is skipped (``"skip"``): the loss is replaced by a
+    zero that reaches every parameter (DDP stays in step), the gradients are dropped in
+    ``on_before_optimizer_step`` (so subclasses overriding it call ``super()``), weights, optimizer
+    state and buffers such as BatchNorm statistics stay as they were, and ``train/skipped_steps``
+    counts it (the step still counts towards ``max_steps`` and a per-step LR scheduler still steps;
+    with gradient accumulation the whole accumulated step is dropped; not for 16-mixed's
+    GradScaler, which skips inf gradients itself). Manual optimisation (the GAN) keeps its own
+    guard. The check costs one host sync (and one all-gather under DDP) per step.
 
     **Resume.** The global RNG states (torch, CUDA, numpy, Python) go into every checkpoint and are
     restored at the first training step after ``--ckpt_path``, so noise, masks and dropout continue
@@ -94,6 +97,7 @@ class PtftTask(pl.LightningModule):
         self.skipped_steps = 0
         self._in_training_step = False
         self._rng_to_restore: dict[str, Any] | None = None
+        self._skip_update = False
 
     def _guarded_training_step(self, step, *args: Any, **kwargs: Any) -> Any:
         if self._in_training_step or self._trainer is None:  # a subclass calling super().training_step, or no trainer
@@ -128,7 +132,11 @@ class PtftTask(pl.LightningModule):
                         own[name].copy_(saved)
                 self.skipped_steps += 1
                 rank_zero_warn(f"{self.nonfinite_loss_name} is not finite ({shown}) {where}: step skipped ({self.skipped_steps} so far)")
-                output = None  # Lightning runs no backward and no parameter update for this batch
+                # Lightning refuses a None loss under DDP: a zero loss reaching every parameter keeps
+                # DDP's gradient reduction in step on all ranks, and on_before_optimizer_step then
+                # drops the (zero) gradients, so the optimizer changes neither weights nor its state.
+                output = sum((p * 0).sum() for p in self.parameters() if p.requires_grad)
+                self._skip_update = True
         if skip:
             self.log("train/skipped_steps", float(self.skipped_steps))
         return output
@@ -140,6 +148,13 @@ class PtftTask(pl.LightningModule):
     def setup(self, stage: str) -> None:
         self.check_data(self.trainer.datamodule)
         install_atomic_checkpoint_io(self.trainer)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._skip_update:  # the non-finite guard skipped this step: no gradients, so no update
+            self._skip_update = False
+            for group in optimizer.param_groups:
+                for parameter in group["params"]:
+                    parameter.grad = None
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """Saves last.ckpt on SIGTERM (see :class:`ptft.reliability.PreemptionCheckpoint`);
