@@ -9,6 +9,7 @@ and ``sample``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -185,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_cli(None if argv is None else args)  # None: LightningCLI reads sys.argv itself
     except SIGTERMException as stop:  # preempted: last.ckpt was saved after the current batch
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            sys.exit(0)  # a rank Lightning started: a non-zero exit would make the launching rank SIGKILL the others
         saved = getattr(stop, "ptft_checkpoint", None)
         print(f"ptft: stopped by SIGTERM; saved {saved}; continue with the same command and --ckpt_path last", file=sys.stderr)
         sys.exit(PREEMPTED_EXIT_CODE)

@@ -69,3 +69,34 @@ def _alive(pid: int) -> bool:
         return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_sigterm_under_ddp_saves_one_checkpoint_and_exits_143(tmp_path):
+    import signal
+    import subprocess
+
+    from helpers import PTFT
+
+    tree = tmp_path / "tree"
+    make_image_tree(tree, per_class=8)
+    slow = {"class_path": "reliability_callbacks.SlowSteps", "init_args": {"seconds": 1.0, "mark": str(tmp_path / "mark"), "mark_at": 2}}
+    pids = {"class_path": "reliability_callbacks.RaiseOnRank", "init_args": {"rank": -1, "pid_dir": str(tmp_path / "pids")}}  # pids only
+    checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}
+    args = ["fit", "-c", str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"), "-c", str(CONFIGS / "trainer/ddp.yaml"),
+            f"--data.root={tree}", "--data.image_size=16", "--data.batch_size=4", "--data.num_workers=0",
+            "--model.backbone.init_args.base_width=8", "--model.backbone.init_args.num_layers=2", "--model.decoder_width=8",
+            "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.max_steps=100", "--trainer.limit_val_batches=0",
+            "--trainer.enable_progress_bar=false", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path / 'root'}",
+            f"--trainer.callbacks={json.dumps([checkpoint, slow, pids])}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": f"{CONFIGS.parent / 'tests'}:{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([PTFT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (tmp_path / "mark").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-3000:]
+    saved = torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)
+    assert 2 <= saved["global_step"] < 100
+    pids = [int(p.read_text()) for p in (tmp_path / "pids").glob("rank*.pid")]
+    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
