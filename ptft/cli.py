@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
+
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ptft.errors import PtftError, one_line
 from ptft.handoff import export_backbone
+from ptft.reliability import PREEMPTED_EXIT_CODE, find_last_checkpoint
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -50,6 +54,42 @@ class RunConfigSaver(SaveConfigCallback):
         self.parser.save(self.config, str(path), skip_none=False, multifile=self.multifile)
 
 
+def one_line_parse_error(message: str) -> str:
+    """jsonargparse's multi-line report of a bad value as ``KEY: expected TYPE, got VALUE``.
+
+    Nested keys are joined (``data`` + ``batch_size`` -> ``data.batch_size``); messages of another
+    shape are collapsed onto one line.
+    """
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    nested = re.search(r"NestedArg\(key='([^']+)', val=(.*)\)\s*$", message, re.S)
+    if not keys:
+        return " ".join(message.split())
+    key = f"{keys[0]}.{nested.group(1)}" if nested else ".".join(keys)
+    owner = re.search(r"given class_path '([\w.]+)'", message)
+    if re.search(r"Option '[^']+' is not accepted", message):
+        return f"{key}: no such option" + (f" of {owner.group(1)}" if owner else "")
+    tail = message[message.rfind(f'Parser key "{keys[-1]}"'):]
+    expected = []
+    for whole, name in re.findall(r"Expected a (<class '([\w.]+)'>|typing\.Literal\[[^\]]*\])", tail):
+        if name != "NoneType":
+            expected.append(name or "one of " + whole[len("typing.Literal["):-1])
+    got = re.search(r"Got value: (.*?)(?:\n|$)", tail)
+    given = re.search(r"Given value: (.*?)\s*$", message, re.S)
+    value = nested.group(2) if nested else got.group(1) if got else given.group(1) if given else "?"
+    return f"{key}: expected {' or '.join(expected) or 'another value'}, got {value.strip()}"
+
+
+class PtftArgumentParser(LightningArgumentParser):
+    """Reports a bad command line or config value as one line, ``ptft: error: KEY: ...``."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        self._logger.error(message)
+        sys.stderr.write(f"ptft: error: {one_line_parse_error(message)} (see `ptft fit --help`)\n")
+        self.exit(2)
+
+
 class PtftCLI(LightningCLI):
     """LightningCLI in subclass mode with ptft's links from data to model."""
 
@@ -63,7 +103,23 @@ class PtftCLI(LightningCLI):
         if callable(check):
             check(self.datamodule)
 
-    before_fit = before_validate = before_test = before_predict = _check_data
+    before_validate = before_test = before_predict = _check_data
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning 2.6 merges the hyperparameters saved in ``--ckpt_path`` into the config, which
+        fails for ptft's subclass-mode tasks (linked data values such as ``image_size`` come back
+        as unknown keys). A ptft run resumes with the command it started with, so the config is
+        complete already; the checkpoint is read once, by the trainer (weights_only=True)."""
+
+    def before_fit(self) -> None:
+        self._check_data()
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":  # the newest last.ckpt of any earlier run of this config
+            found = find_last_checkpoint(self.trainer)
+            if found is not None:
+                config["ckpt_path"] = str(found)
+                if self.trainer.is_global_zero:
+                    print(f"ptft: resuming from {found}")
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -86,6 +142,7 @@ def run_cli(args: list[str] | None, run: bool = True) -> PtftCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=RunConfigSaver,
+        parser_class=PtftArgumentParser,
         auto_configure_optimizers=False,
         args=args,
         run=run,
@@ -172,6 +229,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         run_cli(None if argv is None else args)  # None: LightningCLI reads sys.argv itself
+    except SIGTERMException as stop:  # preempted: last.ckpt was saved after the current batch
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            sys.exit(0)  # a rank Lightning started: a non-zero exit would make the launching rank SIGKILL the others
+        saved = getattr(stop, "ptft_checkpoint", None)
+        print(f"ptft: stopped by SIGTERM; saved {saved}; continue with the same command and --ckpt_path last", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
     except Exception as error:
         bad_input = _ptft_error(error)
         if bad_input is None:

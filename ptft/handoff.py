@@ -10,16 +10,18 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import pickle
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.nn.utils import parametrize
 
 from ptft.backbones.base import Backbone
 from ptft.errors import ConfigError, MissingPathError, OutputExistsError
+from ptft.reliability import safe_torch_load
 
 WEIGHTS_FILE = "backbone.safetensors"
 SPEC_FILE = "backbone.json"
@@ -29,17 +31,7 @@ PREFIX = "backbone."
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A Lightning checkpoint loaded safely (tensors and plain containers only)."""
-    if not Path(path).is_file():
-        raise MissingPathError(f"checkpoint {path} does not exist or is not a file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ConfigError(
-            f"{path}: refusing to load: not a plain checkpoint of tensors and values, so it could run code "
-            f"when unpickled (weights_only=True): {str(error).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, EOFError) as error:
-        raise ConfigError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+    return safe_torch_load(path)
 
 
 def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -57,9 +49,14 @@ def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
             raise ConfigError(f"{path / SPEC_FILE}: not valid JSON ({error})") from None
         build_backbone(spec)  # a spec that does not describe a backbone fails before any weights are read
         try:
-            return spec, load_file(path / WEIGHTS_FILE)
+            with safe_open(path / WEIGHTS_FILE, "pt") as weights:
+                export_id = (weights.metadata() or {}).get("ptft_export_id")
+            state = load_file(path / WEIGHTS_FILE)
         except Exception as error:  # safetensors raises its own error type
             raise ConfigError(f"{path / WEIGHTS_FILE}: not a readable safetensors file ({error})") from None
+        if "export_id" in spec and export_id != spec["export_id"]:
+            raise ConfigError(f"{path}: {WEIGHTS_FILE} and {SPEC_FILE} come from different exports (an interrupted export?); run `ptft export` again")
+        return spec, state
     checkpoint = load_checkpoint(path)
     spec = checkpoint.get("ptft", {}).get("backbone") if isinstance(checkpoint, dict) else None
     if spec is None:
@@ -156,8 +153,10 @@ def load_backbone(source: str | os.PathLike, backbone: Backbone | None = None) -
 def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``out_dir/backbone.safetensors`` and ``out_dir/backbone.json`` from a ptft checkpoint.
 
-    Files are written under temporary names and renamed into place, so a failed export leaves
-    any previous export untouched; an existing export is replaced only with ``overwrite``.
+    Files are written under temporary names, fsynced and renamed into place, so a failed export
+    leaves any previous export untouched; both files carry the same export id, so a pair mixed by
+    a crash between the two renames is refused when read. An existing export is replaced only
+    with ``overwrite``.
     """
     out = Path(out_dir)
     if (out / WEIGHTS_FILE).exists() and not overwrite:
@@ -166,13 +165,21 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
     build_backbone(spec)  # the spec must rebuild before anything is written
     tokenizer = read_tokenizer(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
-    if tokenizer is not None:  # written first: the weights and spec make an export complete
-        tmp_tokenizer = out / f".{TOKENIZER_FILE}.tmp"
-        tmp_tokenizer.write_text(tokenizer, encoding="utf-8")
-        os.replace(tmp_tokenizer, out / TOKENIZER_FILE)
-    tmp_weights, tmp_spec = out / f".{WEIGHTS_FILE}.tmp", out / f".{SPEC_FILE}.tmp"
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp_weights)
-    tmp_spec.write_text(json.dumps({**spec, "source": str(Path(checkpoint).resolve())}, indent=2) + "\n")
-    os.replace(tmp_weights, out / WEIGHTS_FILE)
-    os.replace(tmp_spec, out / SPEC_FILE)
+    tmp_weights, tmp_spec = out / f".{WEIGHTS_FILE}.tmp-{os.getpid()}", out / f".{SPEC_FILE}.tmp-{os.getpid()}"
+    export_id = uuid.uuid4().hex  # in both files: a reader refuses a pair from different exports
+    try:
+        if tokenizer is not None:  # written first: the weights and spec make an export complete
+            tmp_tokenizer = out / f".{TOKENIZER_FILE}.tmp-{os.getpid()}"
+            tmp_tokenizer.write_text(tokenizer, encoding="utf-8")
+            os.replace(tmp_tokenizer, out / TOKENIZER_FILE)
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp_weights, metadata={"ptft_export_id": export_id})
+        tmp_spec.write_text(json.dumps({**spec, "source": str(Path(checkpoint).resolve()), "export_id": export_id}, indent=2) + "\n")
+        for tmp in (tmp_weights, tmp_spec):
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp_weights, out / WEIGHTS_FILE)
+        os.replace(tmp_spec, out / SPEC_FILE)
+    finally:
+        for tmp in (tmp_weights, tmp_spec):
+            tmp.unlink(missing_ok=True)
     return out

@@ -29,6 +29,7 @@ from ptft.data import decoded_cache as dcache
 from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, decode_error, decode_image,
                                 load_rgb, source_side)
 from ptft.data.paths import resolve_data_path
+from ptft.data.resumable import own_generator, resumable_loader
 from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
@@ -288,10 +289,12 @@ class ImageFolderDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            generator=own_generator(),  # starting an iterator draws nothing from the training's random stream
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # Resumes mid-epoch with the same order and augmentations (ptft/data/resumable.py).
+        return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
@@ -308,7 +311,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.{split}_split is not set; feature extraction needs it")
         # From the cache when one at this size exists (val always; train unless it is cached for crop_flip).
         dataset = self._dataset(split, "none", build_cache=False)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+                          generator=own_generator())
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

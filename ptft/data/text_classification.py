@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ptft.data.paths import resolve_data_path
+from ptft.data.resumable import own_generator, resumable_loader
 from ptft.data.text_files import check_text_file
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, train_tokenizer
 from ptft.errors import ConfigError, MissingPathError
@@ -205,23 +206,24 @@ class TextClassificationDataModule(pl.LightningDataModule):
             tokens = [[tok.cls_id, *e[: self.max_length - 2], tok.sep_id] for e in encoded]
             self.datasets[split] = EncodedTexts(tokens, [ids[label] for _, label in rows])
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
             raise ConfigError(f"data.{split}_file is not set, so there is no {split} split")
         return DataLoader(
-            self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
-            collate_fn=PadCollate(self.tokenizer.pad_id), num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
+            self.datasets[split], batch_size=self.batch_size, collate_fn=PadCollate(self.tokenizer.pad_id), num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0, generator=own_generator(),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # Shuffled, sharded per DDP rank, and resumable mid-epoch (ptft/data/resumable.py).
+        return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer,
+                                collate_fn=PadCollate(self.tokenizer.pad_id))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

@@ -41,7 +41,7 @@ class AutoencoderPretraining(PtftTask):
         loss: ``mse`` or ``l1`` reconstruction loss.
         decoder_width: fewest channels of a decoder layer.
         num_grid_images: images in the logged reconstruction grid (0 disables it).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -58,8 +58,9 @@ class AutoencoderPretraining(PtftTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
+        on_nonfinite: Literal["raise", "skip"] = "raise",
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
         if corruption not in ("none", "gaussian", "mask"):
             raise ConfigError(f"model.corruption must be 'none', 'gaussian' or 'mask', got {corruption!r}")
         if loss not in ("mse", "l1"):

@@ -59,7 +59,7 @@ class FineTuning(PtftTask):
             group closer to the input at ``layer_decay`` times the next one's (ViT: per block, ResNet:
             per stage, DCGAN encoder: per layer; see ``Backbone.layer_groups``). None: no decay.
         label_smoothing: label smoothing of the cross-entropy.
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -80,6 +80,7 @@ class FineTuning(PtftTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
+        on_nonfinite: Literal["raise", "skip"] = "raise",
     ) -> None:
         if mode not in ("full", "linear_probe"):
             raise ConfigError(f"model.mode must be 'full' or 'linear_probe', got {mode!r}")
@@ -98,7 +99,7 @@ class FineTuning(PtftTask):
                 raise type(error)(f"model.pretrained: {error}") from None
         elif backbone is None:
             raise ConfigError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
         self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
         self.head = classification_head(backbone.out_dim, num_classes, head, head_hidden_dim, head_dropout, feature_norm)
         self.mode = mode

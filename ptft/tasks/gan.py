@@ -280,6 +280,7 @@ class GANPretraining(PtftTask):
             del checkpoint["state_dict"][key]  # the feature extractor is a fixed input, not trained state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.critic_steps = checkpoint.get("ptft", {}).get("critic_steps", 0)
         if self.metrics is not None:
             checkpoint["state_dict"].update({f"metrics.{k}": v for k, v in self.metrics.state_dict().items()})

@@ -43,7 +43,7 @@ class MaskedAutoencoderPretraining(PtftTask):
         decoder_depth: decoder blocks.
         decoder_heads: decoder attention heads.
         num_grid_images: images in the logged grid (0 disables it).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -59,8 +59,9 @@ class MaskedAutoencoderPretraining(PtftTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "step",
         lr_scheduler_monitor: str = "val/loss",
+        on_nonfinite: Literal["raise", "skip"] = "raise",
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
         if not isinstance(backbone, ViT):
             raise ConfigError(f"model.backbone must be a ptft.backbones.ViT for masked autoencoding, got {type(backbone).__name__}")
         if not 0 < mask_ratio < 1:

@@ -1,0 +1,123 @@
+"""A training DataLoader that resumes mid-epoch where it stopped, with the same augmentations.
+
+Lightning stores the state of a train DataLoader that has ``state_dict`` / ``load_state_dict``
+in every checkpoint and hands it back on ``--ckpt_path`` before the first batch is drawn; with a
+plain DataLoader it restarts the epoch's data from its first batch (and warns). Here:
+
+* the order is a function of ``(seed, epoch)`` only (a :class:`DistributedSampler`, also on one
+  device, so each rank reads its own shard and Lightning leaves the sampler alone);
+* the loader counts the batches it handed out, saves ``(epoch, batches)`` and, on load, skips that
+  many batches of the same order;
+* augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`), so
+  they do not depend on worker processes, on batch positions, or on where a run was resumed, and
+  they leave the global random stream (model noise, masks, dropout) untouched;
+* the loader has its own ``torch.Generator``, so starting an iterator draws nothing from the
+  global stream either.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+def global_seed() -> int:
+    """The seed of ``seed_everything`` (Lightning's DistributedSampler default too)."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+def own_generator() -> torch.Generator:
+    """A DataLoader's own generator: creating an iterator then draws its worker seed from it, not
+    from the global stream, so validation or kNN loaders started at different moments (after a
+    resume Lightning skips the sanity check) leave the training's randomness unchanged."""
+    return torch.Generator().manual_seed(global_seed())
+
+
+class SeededSamples(Dataset):
+    """``dataset`` addressed by keys ``epoch * len(dataset) + index`` (plain indices are epoch 0);
+    each sample is loaded with the torch random stream seeded from ``(seed, epoch, index)``."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int) -> Any:
+        epoch, index = divmod(int(key), len(self))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_003 + index) % 2**63)
+            return self.dataset[index]
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (shuffled by ``seed + epoch``, padded to equal shards) yielding
+    :class:`SeededSamples` keys, able to start an epoch after its first ``start`` samples."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        self.resume_at: tuple[int, int] | None = None  # (epoch, samples of this rank's shard to skip)
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        if self.resume_at is not None and self.resume_at[0] == self.epoch:
+            indices = indices[self.resume_at[1]:]
+            self.resume_at = None
+        offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]
+        return iter([offset + i for i in indices])
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over :class:`SeededSamples` with a :class:`ResumableSampler` whose position
+    (epoch, batches handed out) Lightning saves in checkpoints and restores on resume."""
+
+    def __iter__(self):
+        sampler = self.sampler
+        assert isinstance(sampler, ResumableSampler)
+        epoch = sampler.epoch
+        done = sampler.resume_at[1] // self.batch_size if sampler.resume_at and sampler.resume_at[0] == epoch else 0
+        iterator = super().__iter__()
+
+        def counting():
+            self._position = (epoch, done)
+            for n, batch in enumerate(iterator, done + 1):
+                self._position = (epoch, n)  # Lightning fetches sized loaders without prefetching
+                yield batch
+
+        return counting()
+
+    def state_dict(self) -> dict[str, Any]:
+        epoch, batches = getattr(self, "_position", (self.sampler.epoch, 0))
+        return {"epoch": epoch, "batches": batches, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        epoch, batches = state["epoch"], state["batches"]
+        if batches >= len(self):  # saved after the epoch's last batch: the next epoch starts afresh
+            epoch, batches = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        self.sampler.resume_at = (epoch, batches * state["batch_size"])
+
+
+def resumable_loader(dataset: Dataset, batch_size: int, num_workers: int, trainer: Any = None, drop_last: bool = True,
+                     collate_fn: Callable | None = None) -> ResumableLoader:
+    """The shuffled training loader of ``dataset`` for this rank of ``trainer`` (one device without one)."""
+    seed = global_seed()
+    world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+    samples = SeededSamples(dataset, seed)
+    sampler = ResumableSampler(samples, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    return ResumableLoader(
+        samples,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last and len(sampler) >= batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        generator=own_generator(),
+        collate_fn=collate_fn,
+    )

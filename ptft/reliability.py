@@ -1,0 +1,172 @@
+"""Checkpoints that survive crashes and preemption, and that load safely.
+
+* :class:`AtomicCheckpointIO`: Lightning's ``TorchCheckpointIO`` writes through an fsspec
+  transaction whose temporary file lives in the system temp folder; when that is another file
+  system than the checkpoint's (``/tmp`` on local disk, checkpoints on NFS / Lustre), the final
+  move is a copy over the old file, and a kill during it leaves a truncated ``last.ckpt``. This one
+  writes a temporary file next to the target, fsyncs it and ``os.replace``s it into place, so the
+  previous checkpoint stays loadable until the new one is complete. Loads always use
+  ``torch.load(weights_only=True)`` (also for ``--ckpt_path``): a checkpoint whose unpickling
+  would run code is refused with a :class:`ConfigError`.
+* :func:`rng_states` / :func:`restore_rng_states`: the global random streams, stored in every
+  ptft checkpoint (weights_only-safe types) so a resumed run draws what the uninterrupted one drew.
+* :class:`PreemptionCheckpoint`: on SIGTERM (Lightning raises ``SIGTERMException`` on every rank
+  at the end of the current batch) saves ``last.ckpt`` where ModelCheckpoint keeps it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from ptft.errors import ConfigError, MissingPathError
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: what a shell reports for a process ended by SIGTERM
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the target's folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors naming the file."""
+    if not Path(path).is_file():
+        raise MissingPathError(f"checkpoint {path} does not exist or is not a file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ConfigError(
+            f"{path}: refusing to load: not a plain checkpoint of tensors and values, so it could run code "
+            f"when unpickled (weights_only=True): {str(error).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError) as error:
+        raise ConfigError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Local checkpoints written atomically (temp file in the same folder + fsync + os.replace)
+    and read with ``weights_only=True``; remote (fsspec URL) paths fall back to Lightning's."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location: Callable | None = lambda storage, loc: storage, weights_only: bool | None = None) -> dict[str, Any]:
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location, weights_only=True)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Checkpoint file not found: {path}")
+        return safe_torch_load(path, map_location)
+
+
+def install_atomic_checkpoint_io(trainer: pl.Trainer) -> None:
+    """Use :class:`AtomicCheckpointIO` where the trainer has Lightning's default CheckpointIO
+    (a CheckpointIO given in ``trainer.plugins`` is kept)."""
+    strategy = trainer.strategy
+    if type(strategy.checkpoint_io) is TorchCheckpointIO:
+        strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def rng_states() -> dict[str, Any]:
+    """The global random states of torch (CPU and CUDA), numpy and Python, as tensors, lists and
+    numbers only (loadable with weights_only=True)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, state, python_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "torch.cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(gauss)],
+        "python": [version, list(state), python_gauss],
+    }
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    cuda = states.get("torch.cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    version, state, python_gauss = states["python"]
+    random.setstate((version, tuple(state), python_gauss))
+
+
+def last_checkpoint_path(trainer: pl.Trainer) -> Path:
+    """Where ModelCheckpoint keeps ``last.ckpt`` (``<default_root_dir>/checkpoints`` without one)."""
+    callback = next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)), None)
+    if callback is not None and callback.dirpath:
+        return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+
+def find_last_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The newest ``last*.ckpt`` of earlier runs writing where ``trainer`` writes: ModelCheckpoint
+    folders given by ``dirpath``, else the ``<run>/checkpoints`` folders of every run (version)
+    under the logger's ``save_dir/name`` (or ``default_root_dir/checkpoints`` without a logger);
+    SLURM's ``default_root_dir/hpc_ckpt_*.ckpt`` count too."""
+    folders: list[Path] = []
+    automatic = False
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            if callback.dirpath:
+                folders.append(Path(callback.dirpath))
+            else:
+                automatic = True
+    if automatic:
+        logger = trainer.logger
+        if logger is not None and logger.save_dir:
+            base = Path(logger.save_dir) / str(logger.name) if logger.name else Path(logger.save_dir)
+            folders += base.glob("*/checkpoints")
+        else:
+            folders.append(Path(trainer.default_root_dir) / "checkpoints")
+    candidates = [path for folder in folders for path in folder.glob("last*.ckpt") if path.is_file()]
+    candidates += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")  # saved by Lightning's SLURM requeue handler
+    return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
+
+
+class PreemptionCheckpoint(pl.Callback):
+    """On SIGTERM, save ``last.ckpt`` after the current batch (every rank takes part; rank 0
+    writes), so ``ptft fit ... --ckpt_path last`` continues from that batch. The ``ptft`` command
+    then exits with code 143. Other exceptions save nothing: the last periodic checkpoint stays."""
+
+    def __init__(self) -> None:
+        self.saved_path: Path | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        path = last_checkpoint_path(trainer)
+        trainer.save_checkpoint(path)
+        self.saved_path = path
+        exception.ptft_checkpoint = str(path)  # type: ignore[attr-defined]  # the CLI reports it

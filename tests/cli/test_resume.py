@@ -1,0 +1,105 @@
+"""Resume after SIGKILL / SIGTERM: `ptft fit ... --ckpt_path last` continues the run exactly."""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_image_tree
+from helpers import CONFIGS, PTFT, run_ptft
+from ptft.cli import run_cli
+
+TINY = {  # the shipped config at the smallest size; each exercises a random stream the resume must continue
+    "autoencoder": ["pretrain/autoencoder_imagenette.yaml", "--model.corruption=gaussian", "--data.train_augment=crop_flip",
+                    "--data.num_workers=1", "--model.backbone.init_args.base_width=8", "--model.backbone.init_args.num_layers=2",
+                    "--model.decoder_width=8"],
+    "gan": ["pretrain/gan_imagenette.yaml", "--model.backbone.init_args.base_width=8", "--model.backbone.init_args.num_layers=2",
+            "--model.latent_dim=16", "--model.generator_width=8", "--model.num_grid_images=0"],  # n_critic 1: 2 steps per batch
+    "mae": ["pretrain/mae_imagenette.yaml", "--model.backbone.init_args.image_size=16", "--model.backbone.init_args.patch_size=4",
+            "--model.backbone.init_args.depth=1", "--model.backbone.init_args.width=32", "--model.backbone.init_args.heads=2",
+            "--model.decoder_width=32", "--model.decoder_depth=1", "--model.decoder_heads=2", "--model.num_grid_images=0"],
+}
+
+
+def fit_args(task, tmp_path, name, *callbacks, every=3, max_steps=10):
+    config, *extra = TINY[task]
+    checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": every, "save_last": True}}
+    record = {"class_path": "reliability_callbacks.RecordLosses", "init_args": {"path": str(tmp_path / f"{name}.jsonl")}}
+    return ["fit", "-c", str(CONFIGS / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), f"--data.root={tmp_path / 'tree'}",
+            "--data.image_size=16", "--data.batch_size=4", "--data.num_workers=0", *extra,
+            f"--trainer.max_steps={max_steps}", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
+            f"--trainer.logger.save_dir={tmp_path / name}", f"--trainer.callbacks={json.dumps([checkpoint, record, *callbacks])}"]
+
+
+def losses(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return make_image_tree(tmp_path / "tree", per_class=8)  # 24 images: 6 batches of 4 per epoch
+
+
+# (checkpoint every N steps, SIGKILL at the start of the batch after K steps): the GAN makes 2 optimizer steps per batch
+SCHEDULE = {"autoencoder": (3, 4), "gan": (4, 6), "mae": (3, 4)}
+
+
+def loader_state(checkpoint):
+    return checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+
+
+@pytest.mark.parametrize("task", TINY)
+def test_a_run_killed_mid_epoch_resumes_from_the_last_step_checkpoint_with_identical_losses(task, tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    every, kill_at = SCHEDULE[task]
+    kill = {"class_path": "reliability_callbacks.KillAt", "init_args": {"step": kill_at}}
+    killed = run_ptft(*fit_args(task, tmp_path, "run", kill, every=every), cwd=tmp_path, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    saved = torch.load(next((tmp_path / "run").glob("*/version_0/checkpoints/last.ckpt")), weights_only=True)
+    per_batch = 2 if task == "gan" else 1
+    assert saved["global_step"] == every and loader_state(saved) == [{"epoch": 0, "batches": every // per_batch, "batch_size": 4}]
+    before = losses(tmp_path / "run.jsonl")
+    assert before[-1]["step"] == kill_at  # one more step ran after the checkpoint and is lost
+
+    run_cli(fit_args(task, tmp_path, "run", every=every) + ["--ckpt_path=last"])  # finds version_0's last.ckpt
+    run_cli(fit_args(task, tmp_path, "reference", every=every))  # the same run, uninterrupted
+    reference = losses(tmp_path / "reference.jsonl")
+    resumed = losses(tmp_path / "run.jsonl")[len(before):]
+    assert resumed[0]["step"] == every + per_batch
+    assert before == reference[: len(before)]
+    expected = [r for r in reference if r["step"] >= resumed[0]["step"]]
+    assert len(resumed) == len(expected) and resumed[-1]["step"] == 10
+    for got, want in zip(resumed, expected):  # crosses an epoch boundary (with validation) after the resume
+        assert got.keys() == want.keys() and got["step"] == want["step"]
+        for key in got:
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-7), (got, want)
+
+
+def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    slow = {"class_path": "reliability_callbacks.SlowSteps", "init_args": {"seconds": 1.0, "mark": str(tmp_path / "mark"), "mark_at": 2}}
+    args = fit_args("autoencoder", tmp_path, "run", slow, every=100, max_steps=60)
+    env = {**__import__("os").environ, "WANDB_MODE": "disabled",
+           "PYTHONPATH": f"{CONFIGS.parent / 'tests'}:{__import__('os').environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([PTFT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (tmp_path / "mark").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-3000:]
+    assert "ptft: stopped by SIGTERM; saved " in stderr and "--ckpt_path last" in stderr
+    last = next((tmp_path / "run").glob("*/version_0/checkpoints/last.ckpt"))
+    saved = torch.load(last, weights_only=True)
+    step = saved["global_step"]
+    assert 2 <= step < 60 and loader_state(saved)[0]["batches"] == step % 6
+    reported = stderr.split("ptft: stopped by SIGTERM; saved ", 1)[1].split(";", 1)[0]
+    assert Path(reported).resolve() == last.resolve()
+    run_cli(fit_args("autoencoder", tmp_path, "run", every=100, max_steps=step + 2) + [f"--ckpt_path={reported}"])  # an explicit path
+    resumed = [r["step"] for r in losses(tmp_path / "run.jsonl")][-2:]
+    assert resumed == [step + 1, step + 2]  # continued after the saved step, none repeated

@@ -1,0 +1,169 @@
+"""Atomic checkpoints and exports; checkpoints that would run code when unpickled are refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import ptft.handoff
+from conftest import REPO, make_image_tree, small_encoder
+from helpers import CONFIGS
+from ptft.cli import main
+from ptft.data import ImageFolderDataModule
+from ptft.errors import ConfigError
+from ptft.handoff import export_backbone, load_backbone, read_backbone
+from ptft.reliability import AtomicCheckpointIO
+from ptft.tasks import AutoencoderPretraining, FineTuning
+
+
+def autoencoder_checkpoint(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = AutoencoderPretraining(small_encoder())
+    torch.save({"state_dict": model.state_dict(), "ptft": {"backbone": model.backbone.spec()}}, path)
+    return path
+
+
+KILLED_MID_SAVE = """
+import os, signal, sys, torch
+import ptft.reliability as reliability
+from ptft.reliability import AtomicCheckpointIO
+io = AtomicCheckpointIO()
+io.save_checkpoint({"step": 1, "w": torch.ones(1000)}, sys.argv[1])
+def dying_save(obj, f):
+    f.write(b"half a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+reliability.torch.save = dying_save
+io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, sys.argv[1])
+"""
+
+
+def test_a_process_killed_while_saving_leaves_the_previous_checkpoint_loadable(tmp_path):
+    path = tmp_path / "ckpt" / "last.ckpt"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, str(path)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    saved = AtomicCheckpointIO().load_checkpoint(path)
+    assert saved["step"] == 1 and torch.equal(saved["w"], torch.ones(1000))
+    assert all(p.name.startswith(".last.ckpt.tmp-") for p in path.parent.iterdir() if p.name != "last.ckpt")  # at most a hidden temp file
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint_and_removes_its_temp_file(tmp_path, monkeypatch):
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+
+    def failing_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("ptft.reliability.torch.save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"step": 2}, path)
+    assert io.load_checkpoint(path) == {"step": 1} and os.listdir(tmp_path) == ["last.ckpt"]
+
+
+def test_tasks_use_the_atomic_checkpoint_io_by_default(image_tree, tmp_path):
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path, limit_val_batches=0)
+    trainer.fit(AutoencoderPretraining(small_encoder(), num_grid_images=0), datamodule=dm)
+    assert type(trainer.strategy.checkpoint_io) is AtomicCheckpointIO
+    assert trainer.checkpoint_callback.best_model_path and torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+
+
+def test_a_failed_export_leaves_the_previous_export_intact(tmp_path, monkeypatch):
+    first = export_backbone(autoencoder_checkpoint(tmp_path / "a.ckpt", seed=0), tmp_path / "export")
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+
+    def failing_save_file(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a safetensors file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ptft.handoff, "save_file", failing_save_file)
+    with pytest.raises(OSError, match="disk full"):
+        export_backbone(autoencoder_checkpoint(tmp_path / "b.ckpt", seed=1), tmp_path / "export", overwrite=True)
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before  # no temp files, nothing changed
+    load_backbone(first)
+
+
+def test_a_pair_of_files_from_different_exports_is_refused(tmp_path):
+    a = export_backbone(autoencoder_checkpoint(tmp_path / "a.ckpt", seed=0), tmp_path / "a")
+    b = export_backbone(autoencoder_checkpoint(tmp_path / "b.ckpt", seed=1), tmp_path / "b")
+    (a / "backbone.safetensors").write_bytes((b / "backbone.safetensors").read_bytes())  # a crash between the two renames
+    with pytest.raises(ConfigError, match="come from different exports"):
+        read_backbone(a)
+
+
+class CreatesAFile:
+    """Unpickling this creates ``path``: what a malicious checkpoint could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.fixture
+def evil(tmp_path):
+    """A checkpoint that looks like a ptft one and creates ``marker`` when fully unpickled."""
+    path, marker = tmp_path / "evil.ckpt", tmp_path / "pwned"
+    model = AutoencoderPretraining(small_encoder())
+    torch.save({"state_dict": model.state_dict(), "ptft": {"backbone": model.backbone.spec()}, "payload": CreatesAFile(marker)}, path)
+    assert not marker.exists()
+    return path, marker
+
+
+@pytest.fixture(autouse=True)
+def torch_would_allow_pickles(monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # ptft passes weights_only=True explicitly, which wins
+
+
+def run_main(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    code = exit_info.value.code
+    return code, str(code) if isinstance(code, str) else capsys.readouterr().err
+
+
+def test_ptft_export_refuses_a_pickle_that_runs_code(evil, tmp_path, capsys):
+    path, marker = evil
+    code, err = run_main(["export", str(path), str(tmp_path / "out")], capsys)
+    assert code == 2 and f"{path}: refusing to load" in err and "weights_only=True" in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_model_pretrained_refuses_a_pickle_that_runs_code(evil, tmp_path, capsys):
+    path, marker = evil
+    tree = make_image_tree(tmp_path / "tree", per_class=2)
+    code, err = run_main(["fit", "-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), f"--data.root={tree}",
+                          f"--model.pretrained={path}", "--trainer.logger=false"], capsys)
+    assert err.startswith(f"ptft: error: model.pretrained: {path}: refusing to load") and "\n" not in err
+    assert not marker.exists()
+    with pytest.raises(ConfigError, match="refusing to load"):
+        FineTuning(num_classes=3, pretrained=str(path))
+    assert not marker.exists()
+
+
+def test_ckpt_path_refuses_a_pickle_that_runs_code(evil, tmp_path, capsys, monkeypatch):
+    path, marker = evil
+    monkeypatch.chdir(tmp_path)
+    tree = make_image_tree(tmp_path / "tree", per_class=2)
+    code, err = run_main(["fit", "-c", str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"), f"--data.root={tree}",
+                          "--data.image_size=16", "--data.num_workers=0", "--trainer.logger=false", f"--ckpt_path={path}"], capsys)
+    assert err.startswith(f"ptft: error: {path}: refusing to load") and "\n" not in err
+    assert not marker.exists()
+
+
+def test_trainer_fit_ckpt_path_refuses_a_pickle_that_runs_code(evil, image_tree, tmp_path):
+    path, marker = evil
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ConfigError, match="refusing to load"):
+        trainer.fit(AutoencoderPretraining(small_encoder()), datamodule=dm, ckpt_path=path)
+    assert not marker.exists()
