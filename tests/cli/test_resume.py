@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_image_tree
-from helpers import CONFIGS, PTFT, run_ptft
+from conftest import make_corpus, make_image_tree
+from helpers import CONFIGS, PTFT, run_ptft, tiny_text_model
 from ptft.cli import run_cli
 
 TINY = {  # the shipped config at the smallest size; each exercises a random stream the resume must continue
@@ -22,6 +22,8 @@ TINY = {  # the shipped config at the smallest size; each exercises a random str
     "mae": ["pretrain/mae_imagenette.yaml", "--model.backbone.init_args.image_size=16", "--model.backbone.init_args.patch_size=4",
             "--model.backbone.init_args.depth=1", "--model.backbone.init_args.width=32", "--model.backbone.init_args.heads=2",
             "--model.decoder_width=32", "--model.decoder_depth=1", "--model.decoder_heads=2", "--model.num_grid_images=0"],
+    "mlm": ["pretrain/mlm_wikitext2.yaml", *tiny_text_model(), "--data.vocab_size=512", "--data.block_size=32",
+            "--model.lr_scheduler.init_args.total_steps=10", "--model.lr_scheduler.init_args.warmup_steps=1"],  # masks + dropout
 }
 
 
@@ -29,8 +31,13 @@ def fit_args(task, tmp_path, name, *callbacks, every=3, max_steps=10):
     config, *extra = TINY[task]
     checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": every, "save_last": True}}
     record = {"class_path": "reliability_callbacks.RecordLosses", "init_args": {"path": str(tmp_path / f"{name}.jsonl")}}
-    return ["fit", "-c", str(CONFIGS / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), f"--data.root={tmp_path / 'tree'}",
-            "--data.image_size=16", "--data.batch_size=4", "--data.num_workers=0", *extra,
+    if task == "mlm":  # a corpus of 5 batches of 4 blocks per epoch
+        data = [f"--data.root={make_corpus(tmp_path / 'text/wiki.valid.tokens', 30).parent}", "--data.train_file=wiki.valid.tokens",
+                "--data.val_file=wiki.valid.tokens", "--data.test_file=null", f"--data.cache_dir={tmp_path / 'cache'}"]
+    else:
+        data = [f"--data.root={tmp_path / 'tree'}", "--data.image_size=16"]
+    return ["fit", "-c", str(CONFIGS / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), *data,
+            "--data.batch_size=4", "--data.num_workers=0", *extra,
             f"--trainer.max_steps={max_steps}", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false", "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
             f"--trainer.logger.save_dir={tmp_path / name}", f"--trainer.callbacks={json.dumps([checkpoint, record, *callbacks])}"]
@@ -46,7 +53,7 @@ def tree(tmp_path):
 
 
 # (checkpoint every N steps, SIGKILL at the start of the batch after K steps): the GAN makes 2 optimizer steps per batch
-SCHEDULE = {"autoencoder": (3, 4), "gan": (4, 6), "mae": (3, 4)}
+SCHEDULE = {"autoencoder": (3, 4), "gan": (4, 6), "mae": (3, 4), "mlm": (3, 4)}
 
 
 def loader_state(checkpoint):
