@@ -9,6 +9,7 @@ perplexity on the whole of wiki.test.tokens is measured with ``ptft test``, and 
 Prints a table and writes the "text_pretraining" section of benchmarks/RESULTS.md.
 
     python benchmarks/text_pretraining.py [--steps 600] [--finetune-epochs 1] [--depth 2 --width 128] [--quick]
+    (or in two processes: --parts mlm > mlm.log; --parts clm > clm.log; then --report-from mlm.log clm.log)
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model: a smoke test, not a result")
     parser.add_argument("--out", default="runs/benchmarks/text_pretraining")
+    parser.add_argument("--parts", nargs="+", choices=["mlm", "clm"], default=["mlm", "clm"], help="run only these parts (e.g. in two processes)")
+    parser.add_argument("--report-from", nargs="+", metavar="LOG", help="only write the table from the JSON lines earlier runs printed "
+                        "(an mlm and a clm line); the other options must match those runs")
     options = parser.parse_args()
     out = Path(options.out)
 
@@ -52,6 +56,13 @@ def main() -> None:
             "--model.backbone.init_args.max_length=32"] if options.quick else []
     if options.quick:
         backbone = {"depth": 1, "width": 32, "heads": 2}
+    if options.report_from:
+        rows = {}
+        for log in options.report_from:
+            for line in Path(log).read_text().splitlines():
+                if line.startswith('{"'):
+                    rows.update(json.loads(line))
+        return summarise(rows["mlm"], rows["clm"], options, steps, epochs, backbone)
     common = [f"--seed_everything={options.seed}", "-c", str(CONFIGS / "trainer/cpu.yaml"),
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     pretrain_common = [*common, *tiny, *(f"--model.backbone.init_args.{k}={v}" for k, v in backbone.items()),
@@ -64,10 +75,12 @@ def main() -> None:
             f"--model.lr_scheduler.init_args.warmup_steps={max(1, finetune_steps // 10)}", f"--model.lr_scheduler.init_args.total_steps={finetune_steps}",
             *(["--data.max_length=32", "--trainer.limit_train_batches=8", "--data.batch_size=16"] if options.quick else [])]
 
-    mlm = pretrain_then_evaluate(["-c", str(CONFIGS / "pretrain/mlm_wikitext2.yaml"), *pretrain_common],
-                                 {"sst2": {"args": sst2, "test": True}}, out / "mlm")
-    print(json.dumps({"mlm": mlm}), flush=True)
-
+    if "mlm" in options.parts:
+        mlm = pretrain_then_evaluate(["-c", str(CONFIGS / "pretrain/mlm_wikitext2.yaml"), *pretrain_common],
+                                     {"sst2": {"args": sst2, "test": True}}, out / "mlm")
+        print(json.dumps({"mlm": mlm}), flush=True)
+    if "clm" not in options.parts:
+        return
     clm = fit(["-c", str(CONFIGS / "pretrain/clm_wikitext2.yaml"), *pretrain_common,
                f"--trainer.logger.init_args.save_dir={out / 'clm'}"])
     test = run_cli(["test", "-c", str(CONFIGS / "pretrain/clm_wikitext2.yaml"), *pretrain_common, f"--ckpt_path={clm['checkpoint']}",
@@ -79,7 +92,8 @@ def main() -> None:
     ids = model.generate(model.tokenizer.encode_batch([prompt])[0], 40, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
     clm["sample"] = prompt + model.tokenizer.decode(ids)
     print(json.dumps({"clm": {k: v for k, v in clm.items() if k != "checkpoint"}}), flush=True)
-    summarise(mlm, clm, options, steps, epochs, backbone)
+    if "mlm" in options.parts:
+        summarise(mlm, clm, options, steps, epochs, backbone)
 
 
 def summarise(mlm: dict, clm: dict, options: argparse.Namespace, steps: int, epochs: int, backbone: dict) -> None:

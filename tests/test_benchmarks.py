@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, make_image_tree
+from conftest import REPO, make_image_tree, make_text_data
 
 RESULTS = REPO / "benchmarks/RESULTS.md"
 
@@ -14,6 +14,7 @@ def run_quick(tmp_path, script, *args, timeout=600):
     """Run ``benchmarks/<script> --quick`` on tiny data; check that RESULTS.md was left as it was."""
     if not (tmp_path / "data").exists():
         make_image_tree(tmp_path / "data" / "imagenette", per_class=6)
+        make_text_data(tmp_path / "data")
     before = RESULTS.read_text() if RESULTS.exists() else None
     env = {**os.environ, "PTFT_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--quick", *args],
@@ -54,3 +55,14 @@ def test_overhead_quick(tmp_path):
     rows = table(result.stdout)
     assert any(row.startswith("| tiny model | raw PyTorch loop |") for row in rows), result.stdout
     assert any(row.startswith("| tiny model | ptft (config: W&B offline, progress bar) |") for row in rows)
+
+
+def test_text_pretraining_quick_in_two_parts_and_its_table_rebuilt_from_the_logs(tmp_path):
+    mlm = run_quick(tmp_path, "text_pretraining.py", "--parts", "mlm", f"--out={tmp_path / 'run'}")
+    clm = run_quick(tmp_path, "text_pretraining.py", "--parts", "clm", f"--out={tmp_path / 'run'}")
+    assert (tmp_path / "run/mlm/backbone/tokenizer.json").is_file()
+    (tmp_path / "mlm.log").write_text(mlm.stdout)
+    (tmp_path / "clm.log").write_text(clm.stdout)
+    rebuilt = run_quick(tmp_path, "text_pretraining.py", "--report-from", str(tmp_path / "mlm.log"), str(tmp_path / "clm.log"))
+    rows = table(rebuilt.stdout)
+    assert rows[2].startswith("| masked LM |") and rows[3].startswith("| random init |") and "| clm_wikitext2.yaml |" in rebuilt.stdout
