@@ -89,10 +89,11 @@ def test_bad_language_model_configs_give_one_line(text_root, tmp_path, override,
     assert re.match(f"ptft: error: {message}", result.stderr.strip().splitlines()[-1])
 
 
-def test_ddp_masked_lm_ranks_agree_on_disjoint_shards(text_root, tmp_path):
+@pytest.mark.parametrize("config", ["mlm_wikitext2.yaml", "clm_wikitext2.yaml"])
+def test_ddp_language_model_ranks_agree_on_disjoint_shards(text_root, tmp_path, config):
     out = tmp_path / "record"
     recorder = json.dumps({"class_path": "ddp_recorder.RecordRank", "init_args": {"out_dir": str(out)}})
-    run_ptft(*lm_args("mlm_wikitext2.yaml", text_root, tmp_path / "cache", steps=4), "-c", str(CONFIGS / "trainer/ddp.yaml"),
+    run_ptft(*lm_args(config, text_root, tmp_path / "cache", steps=4), "-c", str(CONFIGS / "trainer/ddp.yaml"),
              "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.callbacks+={recorder}", *csv_logger(tmp_path),
              cwd=tmp_path, timeout=400)
     records = sorted((json.loads(p.read_text()) for p in out.glob("rank*.json")), key=lambda r: r["rank"])
