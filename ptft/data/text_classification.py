@@ -1,0 +1,227 @@
+"""Labelled texts from TSV / CSV / JSONL files, as padded token batches for fine-tuning."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ptft.data.paths import resolve_data_path
+from ptft.data.text_files import check_text_file
+from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, train_tokenizer
+from ptft.errors import ConfigError, MissingPathError
+
+SPLITS = ("train", "val", "test")
+
+
+def read_text(path: Path) -> str:
+    """The whole of a (small) UTF-8 file; non-UTF-8 bytes are an error naming the byte offset."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text: byte offset {error.start} (0x{data[error.start]:02x})") from None
+
+
+def read_rows(path: Path, text_column: str | int, label_column: str | int, has_header: bool, delimiter: str | None) -> list[tuple[str, str]]:
+    """``(text, label)`` of every row of a TSV/CSV (by extension or ``delimiter``) or JSONL file.
+    Columns are names (with a header / JSON keys) or 0-based indices; extra columns are ignored;
+    a row without the needed fields is an error naming its line."""
+    rows: list[tuple[str, str]] = []
+    text = read_text(path)
+    if path.suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"{path}:{number}: not a JSON object ({error.msg})") from None
+            if not isinstance(record, dict) or text_column not in record or label_column not in record:
+                raise ConfigError(f"{path}:{number}: needs the keys {text_column!r} and {label_column!r}")
+            rows.append((str(record[text_column]), str(record[label_column])))
+        return rows
+    if delimiter is None:
+        delimiter = "\t" if path.suffix in (".tsv", ".tab") else ","
+    # TSV: tabs separate fields and quotes are text (SST-2 has both); CSV: standard quoting
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    columns = [text_column, label_column]
+    for row in reader:
+        if has_header and reader.line_num == 1 and not rows:
+            header = [name.strip() for name in row]
+            missing = [str(c) for c in columns if isinstance(c, str) and c not in header]
+            if missing:
+                raise ConfigError(f"{path}: no column {', '.join(missing)} in the header ({', '.join(header)}); set data.text_column / data.label_column")
+            columns = [header.index(c) if isinstance(c, str) else c for c in columns]
+            continue
+        if not row:
+            continue
+        if has_header is False and any(isinstance(c, str) for c in columns):
+            raise ConfigError(f"{path}: with data.has_header=false, data.text_column and data.label_column must be column indices")
+        if max(columns) >= len(row):
+            raise ConfigError(f"{path}:{reader.line_num}: {len(row)} field(s), but column {max(columns)} is needed (delimiter {delimiter!r})")
+        label = row[columns[1]].strip()
+        if not label:
+            raise ConfigError(f"{path}:{reader.line_num}: empty label")
+        rows.append((row[columns[0]], label))
+    return rows
+
+
+def label_order(labels: set[str]) -> list[str]:
+    """Label names in id order: numerically when all are integers (SST-2's 0/1), else alphabetically."""
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+class EncodedTexts(Dataset):
+    """(token ids, label id) pairs."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int]) -> None:
+        self.ids, self.labels = ids, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[list[int], int]:
+        return self.ids[index], self.labels[index]
+
+
+class PadCollate:
+    """Right-pads a batch of id lists with the padding id (picklable, for worker processes)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        length = max(len(ids) for ids, _ in batch)
+        tokens = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
+        for row, (ids, _) in enumerate(batch):
+            tokens[row, :len(ids)] = torch.tensor(ids)
+        return tokens, torch.tensor([label for _, label in batch])
+
+
+class TextClassificationDataModule(pl.LightningDataModule):
+    """Text classification from TSV / CSV / JSONL files: ``<cls> text <sep>`` token ids, truncated
+    to ``max_length`` and padded per batch. Label names map to ids (``label_names``, saved in
+    checkpoints); a val/test label never seen in training is an error. The tokenizer is the
+    pretrained model's (``FineTuning`` hands it over from ``model.pretrained``), a given one, or
+    one trained on the training texts.
+
+    Args:
+        root: folder holding the files (relative paths are also looked up under ``$PTFT_DATA``).
+        train_file: training file, relative to ``root`` or absolute; ``.tsv``, ``.csv`` or ``.jsonl``.
+        val_file: validation file.
+        test_file: test file (None: no test split).
+        text_column: column name (with a header, or JSON key) or 0-based index of the text.
+        label_column: column name or index of the label.
+        has_header: the first TSV/CSV row names the columns.
+        delimiter: field separator (None: tab for ``.tsv``, comma otherwise).
+        max_length: tokens per text, ``<cls>`` and ``<sep>`` included; longer texts are truncated.
+        batch_size: texts per batch (per device).
+        num_workers: DataLoader worker processes.
+        tokenizer: a ``tokenizer.json``, or a ptft checkpoint / export folder whose tokenizer to use;
+            None: the pretrained model's, or (from random init) one trained on ``train_file``.
+        tokenizer_kind, vocab_size, min_frequency: settings of a tokenizer trained here.
+    """
+
+    def __init__(
+        self,
+        root: str = "sst2",
+        train_file: str = "train.tsv",
+        val_file: str = "dev.tsv",
+        test_file: str | None = "test.tsv",
+        text_column: str | int = "sentence",
+        label_column: str | int = "label",
+        has_header: bool = True,
+        delimiter: str | None = None,
+        max_length: int = 128,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        tokenizer: str | None = None,
+        tokenizer_kind: TokenizerKind = "bpe",
+        vocab_size: int = 8192,
+        min_frequency: int = 2,
+    ) -> None:
+        super().__init__()
+        if max_length < 3:
+            raise ConfigError(f"data.max_length must be >= 3 (<cls>, a token, <sep>), got {max_length}")
+        root_path = resolve_data_path(root)
+        if not root_path.is_dir():
+            raise MissingPathError(f"data.root: {root_path} is not a folder")
+        self.files = {
+            split: check_text_file(root_path / name, f"data.{split}_file")
+            for split, name in zip(SPLITS, (train_file, val_file, test_file)) if name is not None
+        }
+        self.rows = {split: read_rows(path, text_column, label_column, has_header, delimiter) for split, path in self.files.items()}
+        for split, rows in self.rows.items():
+            if not rows:
+                raise ConfigError(f"data.{split}_file: {self.files[split]} has no rows")
+        self.label_names = label_order({label for _, label in self.rows["train"]})
+        if len(self.label_names) < 2:
+            raise ConfigError(f"data.train_file: {self.files['train']} has a single label ({self.label_names[0]!r}); classification needs two or more")
+        known = set(self.label_names)
+        for split in ("val", "test"):
+            unseen = sorted({label for _, label in self.rows.get(split, []) if label not in known})
+            if unseen:
+                raise ConfigError(
+                    f"data.{split}_file: {self.files[split]} has label(s) {', '.join(map(repr, unseen[:5]))} never seen in "
+                    f"{self.files['train']} (training labels: {', '.join(map(repr, self.label_names))})"
+                )
+        self.max_length = max_length
+        self.block_size = max_length
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.tokenizer_settings = {"kind": tokenizer_kind, "vocab_size": vocab_size, "min_frequency": min_frequency}
+        self.tokenizer: TextTokenizer | None = load_tokenizer(tokenizer, "data.tokenizer") if tokenizer is not None else None
+        self.tokenizer_source = tokenizer
+        self.datasets: dict[str, EncodedTexts] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def use_tokenizer(self, tokenizer: TextTokenizer, source: str) -> None:
+        """Encode with ``tokenizer`` (the pretrained model's); a different configured one is an error."""
+        if self.tokenizer is not None and not self.tokenizer.same_as(tokenizer):
+            raise ConfigError(
+                f"data.tokenizer {self.tokenizer_source} is not the tokenizer {source} was trained with: token ids would "
+                "mean other tokens; drop data.tokenizer to use the pretrained one"
+            )
+        self.tokenizer, self.tokenizer_source = tokenizer, source
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = train_tokenizer((text for text, _ in self.rows["train"]), **self.tokenizer_settings)
+        ids = {name: i for i, name in enumerate(self.label_names)}
+        tok = self.tokenizer
+        for split, rows in self.rows.items():
+            encoded = tok.encode_batch([text for text, _ in rows])
+            tokens = [[tok.cls_id, *e[: self.max_length - 2], tok.sep_id] for e in encoded]
+            self.datasets[split] = EncodedTexts(tokens, [ids[label] for _, label in rows])
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise ConfigError(f"data.{split}_file is not set, so there is no {split} split")
+        return DataLoader(
+            self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
+            collate_fn=PadCollate(self.tokenizer.pad_id), num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,86 @@
+"""Reading UTF-8 text files in bounded memory, with errors that name the file and the byte."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ptft.errors import ConfigError, MissingPathError
+
+CHUNK_BYTES = 1 << 20
+MAX_PIECE_BYTES = 4 << 20  # a longer line is split at whitespace (or a character boundary)
+
+
+def check_text_file(path: Path, key: str) -> Path:
+    """``path`` if it is a readable, non-empty file, else an error naming ``key``."""
+    if not path.is_file():
+        raise MissingPathError(f"{key}: {path} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{key}: {path} is empty")
+    return path
+
+
+def _decode(piece: bytes, path: Path, offset: int) -> str:
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path} is not UTF-8 text: byte offset {offset + error.start} (0x{piece[error.start]:02x}); "
+            "convert it to UTF-8, e.g. with iconv"
+        ) from None
+
+
+def _split_point(buffer: bytes) -> int:
+    """Where to cut an over-long line: after its last whitespace, else at a character boundary."""
+    cut = max(buffer.rfind(b" ", 0, MAX_PIECE_BYTES), buffer.rfind(b"\t", 0, MAX_PIECE_BYTES)) + 1
+    if cut > 0:
+        return cut
+    cut = MAX_PIECE_BYTES
+    while cut > 0 and buffer[cut] & 0xC0 == 0x80:  # never inside a multi-byte character
+        cut -= 1
+    return cut
+
+
+def read_lines(path: Path) -> Iterator[tuple[str, bool]]:
+    """``(text, ends_line)`` pieces of a UTF-8 file, without the newline, read in 1 MB chunks:
+    memory stays bounded whatever the file's size. A line longer than 4 MB comes in several pieces
+    (``ends_line`` False for all but the last), cut at whitespace. Non-UTF-8 bytes raise a
+    ConfigError with the byte offset."""
+    offset = 0  # file offset of buffer[0]
+    buffer = b""
+    with open(path, "rb") as file:
+        while True:
+            chunk = file.read(CHUNK_BYTES)
+            buffer += chunk
+            start = 0
+            while True:
+                end = buffer.find(b"\n", start)
+                if end < 0:
+                    break
+                yield _decode(buffer[start:end].removesuffix(b"\r"), path, offset + start), True
+                start = end + 1
+            buffer, offset = buffer[start:], offset + start
+            while len(buffer) > MAX_PIECE_BYTES:
+                cut = _split_point(buffer)
+                yield _decode(buffer[:cut], path, offset), False
+                buffer, offset = buffer[cut:], offset + cut
+            if not chunk:
+                break
+    if buffer:
+        yield _decode(buffer, path, offset), True
+
+
+def file_digest(path: Path) -> str:
+    """BLAKE2b of a file's contents (streamed)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$PTFT_CACHE`` if set, else ``~/.cache/ptft``: data folders may be read-only."""
+    return Path(os.environ.get("PTFT_CACHE") or Path.home() / ".cache" / "ptft").expanduser()

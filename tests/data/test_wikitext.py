@@ -1,0 +1,91 @@
+"""WikiTextDataModule: packing, the token cache, DDP shards, bad input."""
+
+import numpy as np
+import pytest
+from torch.utils.data import DistributedSampler
+
+import ptft.data.wikitext as wikitext
+from conftest import make_corpus
+from ptft.data import WikiTextDataModule
+from ptft.errors import ConfigError, MissingPathError
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    make_corpus(tmp_path / "wiki" / "wiki.train.tokens", 200, seed=0)
+    make_corpus(tmp_path / "wiki" / "wiki.valid.tokens", 40, seed=1)
+    make_corpus(tmp_path / "wiki" / "wiki.test.tokens", 40, seed=2)
+    return tmp_path / "wiki"
+
+
+def module(root, tmp_path, **kw):
+    kw = {"block_size": 16, "batch_size": 4, "vocab_size": 300, "cache_dir": str(tmp_path / "cache"), **kw}
+    return WikiTextDataModule(root=str(root), **kw)
+
+
+def prepared(root, tmp_path, **kw):
+    dm = module(root, tmp_path, **kw)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_decoding_the_blocks_gives_back_the_text(corpus_dir, tmp_path):
+    dm = prepared(corpus_dir, tmp_path)
+    blocks = dm.datasets["val"]
+    ids = [int(i) for b in range(len(blocks)) for i in blocks[b]]
+    text = (corpus_dir / "wiki.valid.tokens").read_text()
+    decoded = dm.tokenizer.decode(ids)
+    assert len(blocks) == len(dm.datasets["val"].tokens) // 16 and blocks[0].shape == (16,)
+    assert text.startswith(decoded) and len(decoded) > 0.9 * len(text)  # only the last partial block is dropped
+    assert dm.datasets["train"].tokens.dtype == np.uint16
+
+
+def test_second_run_is_served_from_the_cache_and_a_changed_file_is_tokenized_again(corpus_dir, tmp_path, monkeypatch):
+    prepared(corpus_dir, tmp_path)
+    calls = []
+    real = wikitext.tokenize_file
+    monkeypatch.setattr(wikitext, "tokenize_file", lambda path, *a: calls.append(path.name) or real(path, *a))
+    train_tokenizer = wikitext.train_tokenizer
+    monkeypatch.setattr(wikitext, "train_tokenizer", lambda *a, **k: calls.append("train tokenizer") or train_tokenizer(*a, **k))
+    prepared(corpus_dir, tmp_path)
+    assert calls == []  # cache hit: nothing trained or tokenized
+    with open(corpus_dir / "wiki.valid.tokens", "a") as file:
+        file.write(" one more line . \n")
+    dm = prepared(corpus_dir, tmp_path)
+    assert calls == ["wiki.valid.tokens"]  # only the changed split; the tokenizer depends on train only
+    assert dm.tokenizer.decode(dm.datasets["val"].tokens.tolist()).endswith(" one more line . \n")
+    prepared(corpus_dir, tmp_path, vocab_size=280)
+    assert calls[1:] == ["train tokenizer", "wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"]  # new settings
+
+
+def test_ddp_shards_are_disjoint_and_cover_the_blocks(corpus_dir, tmp_path):
+    dataset = prepared(corpus_dir, tmp_path).datasets["train"]
+    shards = [set(DistributedSampler(dataset, num_replicas=2, rank=r, shuffle=True, seed=0, drop_last=True)) for r in (0, 1)]
+    assert not shards[0] & shards[1] and len(shards[0]) == len(shards[1]) == len(dataset) // 2
+
+
+def test_missing_split_file_names_the_key(corpus_dir, tmp_path):
+    with pytest.raises(MissingPathError, match=r"data.train_file: .*wiki.train.raw does not exist"):
+        module(corpus_dir, tmp_path, train_file="wiki.train.raw")
+
+
+def test_empty_and_blank_corpora_are_refused(corpus_dir, tmp_path):
+    (corpus_dir / "empty.txt").write_text("")
+    with pytest.raises(ConfigError, match=r"data.val_file: .*empty.txt is empty"):
+        module(corpus_dir, tmp_path, val_file="empty.txt")
+    (corpus_dir / "blank.txt").write_text("\n\n\n")
+    with pytest.raises(ConfigError, match=r"blank.txt holds no text"):
+        prepared(corpus_dir, tmp_path, val_file="blank.txt")
+
+
+def test_non_utf8_corpus_names_the_byte_offset(corpus_dir, tmp_path):
+    (corpus_dir / "bad.txt").write_bytes(b" fine line \n caf\xe9 \n")
+    with pytest.raises(ConfigError, match=r"bad.txt is not UTF-8 text: byte offset 16"):
+        prepared(corpus_dir, tmp_path, val_file="bad.txt")
+
+
+def test_block_size_larger_than_a_split_is_refused(corpus_dir, tmp_path):
+    (corpus_dir / "short.txt").write_text(" a dog . \n")
+    with pytest.raises(ConfigError, match=r"data.block_size=16 is larger than data.val_file .*short.txt, which has \d+ tokens"):
+        prepared(corpus_dir, tmp_path, val_file="short.txt")
