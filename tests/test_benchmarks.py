@@ -39,3 +39,12 @@ def test_image_pretraining_quick_and_its_table_rebuilt_from_the_log(tmp_path):
     (tmp_path / "run.log").write_text(result.stdout)
     rebuilt = run_quick(tmp_path, "image_pretraining.py", f"--report-from={tmp_path / 'run.log'}", timeout=120)
     assert table(rebuilt.stdout) == table(result.stdout)
+
+
+def test_text_pipeline_quick(tmp_path):
+    from conftest import make_text_data
+
+    make_text_data(tmp_path / "data")
+    result = run_quick(tmp_path, "text_pipeline.py")
+    rows = table(result.stdout)
+    assert rows[0].startswith("| corpus |") and [row.split(" | ")[0] for row in rows[2:]] == ["| 1x"]
