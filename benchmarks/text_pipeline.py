@@ -12,7 +12,7 @@ beforehand, passed to both as a ``tokenizer.json``) and pack it into blocks of 1
 Corpora: 1x, 4x and 16x ``$PTFT_DATA/wikitext-2/wiki.valid.tokens`` (concatenated copies in a temp dir).
 Each measurement runs in a fresh subprocess, cache cold (a fresh ptft cache dir; a fresh ``datasets``
 cache dir), plus a second run served from the cache it left. Time: wall clock of the pipeline only
-(imports excluded). Peak memory: ``ru_maxrss`` at the end minus ``ru_maxrss`` after the imports.
+(imports excluded). Peak memory: the peak RSS (VmHWM, reset after the imports) minus the RSS after the imports.
 Best of ``--repeats`` interleaved rounds for time, the largest of the rounds for memory.
 Prints a table and writes the "text_pipeline" section of benchmarks/RESULTS.md.
 
@@ -41,8 +41,21 @@ VOCAB_SIZE = 8192
 HF_BATCH = 1000  # datasets' default map batch size, as run_mlm.py uses it
 
 
+def status_mb(key: str) -> float:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM: the peak RSS) in MiB."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key + ":")) / 1024
+
+
+def start_memory() -> float:
+    """Reset the peak RSS to the current RSS (Linux ``clear_refs`` 5: the imports' own peak is forgotten); the RSS now."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    return status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return status_mb("VmHWM")
 
 
 def cpu_seconds() -> float:
@@ -54,7 +67,7 @@ def cpu_seconds() -> float:
 def run_ptft(corpus: Path, tokenizer: Path, cache: Path) -> tuple[float, float, float, int]:
     from ptft.data import WikiTextDataModule
 
-    start_rss, start_cpu, start = peak_rss_mb(), cpu_seconds(), time.perf_counter()
+    start_rss, start_cpu, start = start_memory(), cpu_seconds(), time.perf_counter()
     # val_file is the same file: its token cache is keyed by content, so it is tokenized once
     dm = WikiTextDataModule(root=str(corpus.parent), train_file=corpus.name, val_file=corpus.name, test_file=None,
                             tokenizer=str(tokenizer), block_size=BLOCK_SIZE, cache_dir=str(cache))
@@ -67,7 +80,7 @@ def run_hf(corpus: Path, tokenizer: Path, cache: Path) -> tuple[float, float, fl
     from datasets import load_dataset
     from transformers import PreTrainedTokenizerFast
 
-    start_rss, start_cpu, start = peak_rss_mb(), cpu_seconds(), time.perf_counter()
+    start_rss, start_cpu, start = start_memory(), cpu_seconds(), time.perf_counter()
     tok = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer))
     raw = load_dataset("text", data_files={"train": str(corpus)}, cache_dir=str(cache))
 
@@ -156,8 +169,8 @@ def summarise(runs: dict, scales: list[int], repeats: int, source: Path, quick: 
         "ptft: `WikiTextDataModule.prepare_data()` + `setup()` (streamed, batch-encoded, uint16 memmap cache). HF: "
         "`load_dataset('text')` + batched `map` of `PreTrainedTokenizerFast` + batched `map` of group_texts (run_mlm.py, "
         "not line by line). Each run in a fresh subprocess, imports excluded; cold = fresh cache dir (datasets' cache in a "
-        "fresh temp dir too), warm = a second process on the cache the cold run left. Peak = `ru_maxrss` at the end minus "
-        f"`ru_maxrss` after the imports. CPU = user + system seconds of the process (all threads): steadier than wall time "
+        "fresh temp dir too), warm = a second process on the cache the cold run left. Peak = peak RSS (VmHWM, reset with "
+        f"`/proc/self/clear_refs` after the imports) minus the RSS after the imports. CPU = user + system seconds of the process (all threads): steadier than wall time "
         f"on shared cores. Best time / largest peak of {repeats} interleaved round(s). ptft's blocks also "
         "hold one end-of-text token per line; HF's group_texts drops a ragged tail per 1,000 lines."
         + (" **Quick mode: a smoke test, not a result.**" if quick else ""),
