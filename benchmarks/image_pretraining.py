@@ -28,6 +28,12 @@ from ptft.evaluation import pretrain_then_evaluate  # noqa: E402
 CONFIGS = ROOT / "configs"
 STEPS_PER_EPOCH = 74  # Imagenette train (9,469 images) at batch 128, drop_last
 SMALL_VIT = {"image_size": 32, "patch_size": 4, "depth": 4, "width": 96, "heads": 3}
+OPTIMIZER_STEPS_PER_BATCH = {"gan": 2}  # trainer.max_steps of a GAN counts discriminator and generator steps
+
+
+def pretrain_steps(name: str, batches: int) -> str:
+    """The ``--trainer.max_steps`` that pretrains method ``name`` on ``batches`` batches."""
+    return f"--trainer.max_steps={batches * OPTIMIZER_STEPS_PER_BATCH.get(name, 1)}"
 
 
 def method_args(name: str, steps: int) -> tuple[list[str], str, list[str], dict]:
@@ -43,6 +49,9 @@ def method_args(name: str, steps: int) -> tuple[list[str], str, list[str], dict]
         return pretrain("autoencoder_imagenette.yaml"), "imagenette_full.yaml", [], {}
     if name == "denoising_autoencoder":
         return pretrain("autoencoder_imagenette.yaml", "denoising_autoencoder_imagenette.yaml"), "imagenette_full.yaml", [], {}
+    if name == "gan":  # the discriminator trunk at the autoencoders' width and batch; max_steps: see OPTIMIZER_STEPS_PER_BATCH
+        return ([*pretrain("gan_imagenette.yaml"), "--model.backbone.init_args.base_width=32", "--model.generator_width=32", "--data.batch_size=128"],
+                "imagenette_full.yaml", [], {})
     raise SystemExit(f"unknown method {name!r}")
 
 
@@ -83,7 +92,7 @@ def main() -> None:
                     if name == "mae" else [f"--model.lr_scheduler.init_args.T_max={finetune_epochs}"])
         finetune = ["-c", str(CONFIGS / "finetune" / finetune_config), *common, f"--trainer.max_epochs={finetune_epochs}", *schedule, *finetune_extra]
         evaluations = {"probe": {"args": probe}, "finetune": {"args": finetune, "backbone_args": backbone_args}}
-        rows[name] = pretrain_then_evaluate([*pretrain, *common, f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=2"],
+        rows[name] = pretrain_then_evaluate([*pretrain, *common, pretrain_steps(name, steps), "--trainer.limit_val_batches=2"],
                                             evaluations, Path(options.out) / name)
         print(json.dumps({name: rows[name]}), flush=True)
     summarise(rows, options, steps, probe_epochs, finetune_epochs)

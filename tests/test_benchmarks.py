@@ -66,3 +66,34 @@ def test_text_pretraining_quick_in_two_parts_and_its_table_rebuilt_from_the_logs
     rebuilt = run_quick(tmp_path, "text_pretraining.py", "--report-from", str(tmp_path / "mlm.log"), str(tmp_path / "clm.log"))
     rows = table(rebuilt.stdout)
     assert rows[2].startswith("| masked LM |") and rows[3].startswith("| random init |") and "| clm_wikitext2.yaml |" in rebuilt.stdout
+
+
+def test_text_pipeline_quick(tmp_path):
+    from conftest import make_text_data
+
+    make_text_data(tmp_path / "data")
+    result = run_quick(tmp_path, "text_pipeline.py")
+    rows = table(result.stdout)
+    assert rows[0].startswith("| corpus |") and [row.split(" | ")[0] for row in rows[2:]] == ["| 1x"]
+
+
+def test_throughput_quick(tmp_path):
+    # one task of each kind of batch and step: images, the GAN's manual optimisation, LM blocks, labelled text
+    result = run_quick(tmp_path, "throughput.py", "--tasks", "autoencoder", "gan", "masked_lm", "finetune_text")
+    rows = table(result.stdout)[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| autoencoder", "| gan", "| masked_lm", "| finetune_text"]
+    assert all(row.endswith("| n/a |") or "%" in row for row in rows) and "tokens/s" in rows[2] and "images/s" in rows[0]
+
+
+def test_label_efficiency_quick_and_its_table_rebuilt_from_the_log(tmp_path):
+    args = ["--methods", "autoencoder", "denoising_autoencoder", "--fractions", "0.5"]  # one fraction keeps it short
+    result = run_quick(tmp_path, "label_efficiency.py", *args, f"--out={tmp_path / 'run'}")
+    rows = table(result.stdout)
+    assert rows[0].startswith("| backbone from |") and rows[0].endswith("| probe 50% | fine-tune 50% |")
+    # the two autoencoders share a backbone spec: its random init is evaluated once
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| autoencoder", "| random init (DCGANEncoder)", "| denoising_autoencoder"]
+    assert (tmp_path / "run/label_efficiency.png").stat().st_size > 0
+    (tmp_path / "run.log").write_text(result.stdout)
+    rebuilt = run_quick(tmp_path, "label_efficiency.py", "--fractions", "0.5", f"--report-from={tmp_path / 'run.log'}", f"--out={tmp_path / 'run2'}",
+                        timeout=120)
+    assert table(rebuilt.stdout) == table(result.stdout)

@@ -80,7 +80,8 @@ class TextTokenizer:
         """Token ids of each text (no special tokens added); WikiText's ``<unk>`` becomes the unknown token."""
         if self.unk_token != "<unk>":
             texts = [t.replace("<unk>", self.unk_token) for t in texts]
-        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        # encode_batch_fast skips the character offsets, which ptft never uses: about 20% fewer instructions
+        return [encoding.ids for encoding in self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; end-of-text tokens become newlines."""
