@@ -5,7 +5,6 @@ import csv
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -78,15 +77,12 @@ def test_causal_lm_then_generate_the_requested_number_of_tokens(text_root, tmp_p
     assert mlm_like.returncode == 2 and "ptft generate: error: checkpoint" in mlm_like.stderr
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--model.backbone.init_args.causal=true", "MaskedLMPretraining needs a bidirectional backbone"),
-    ("--model.backbone.init_args.vocab_size=100", r"the tokenizer has \d+ tokens but the backbone's vocab_size is 100; set vocab_size >= \d+"),
-    ("--data.block_size=64", "data.block_size / max_length 64 is longer than the backbone's max_length 32"),
-])
-def test_bad_language_model_configs_give_one_line(text_root, tmp_path, override, message):
-    result = run_ptft(*lm_args("mlm_wikitext2.yaml", text_root, tmp_path / "cache"), override, cwd=tmp_path, check=False)
+def test_a_bad_language_model_config_gives_one_line(text_root, tmp_path):
+    # (the tokenizer/backbone checks behind the other one-line errors: tests/tasks/test_language_model.py)
+    result = run_ptft(*lm_args("mlm_wikitext2.yaml", text_root, tmp_path / "cache"), "--model.backbone.init_args.causal=true",
+                      cwd=tmp_path, check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert re.match(f"ptft: error: {message}", result.stderr.strip().splitlines()[-1])
+    assert result.stderr.strip().splitlines()[-1].startswith("ptft: error: MaskedLMPretraining needs a bidirectional backbone")
 
 
 @pytest.mark.parametrize("config", ["mlm_wikitext2.yaml", "clm_wikitext2.yaml"])

@@ -1,0 +1,60 @@
+"""Masked / causal LM tasks: data checks, losses, generation (in process, tiny)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ptft.backbones import TextTransformer
+from ptft.data.tokenizer import train_tokenizer
+from ptft.errors import ConfigError
+from ptft.tasks import CausalLMPretraining, MaskedLMPretraining
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer([" the cat sees the dog . ", " a bird finds the moon . "] * 20, vocab_size=300)
+
+
+def backbone(causal, **kw):
+    return TextTransformer(**{"vocab_size": 512, "max_length": 16, "depth": 1, "width": 32, "heads": 2, "causal": causal, "dropout": 0.0, **kw})
+
+
+def datamodule(tokenizer, block_size=16):
+    return SimpleNamespace(tokenizer=tokenizer, block_size=block_size)
+
+
+def test_data_that_does_not_fit_the_backbone_is_refused(tokenizer):
+    model = MaskedLMPretraining(backbone(False, vocab_size=50))
+    with pytest.raises(ConfigError, match=rf"the tokenizer has {tokenizer.vocab_size} tokens but the backbone's vocab_size is 50"):
+        model.check_data(datamodule(tokenizer))
+    with pytest.raises(ConfigError, match="data.block_size / max_length 32 is longer than the backbone's max_length 16"):
+        MaskedLMPretraining(backbone(False)).check_data(datamodule(tokenizer, 32))
+    with pytest.raises(ConfigError, match="padding id is 0 but the backbone's pad_id is 3"):
+        MaskedLMPretraining(backbone(False, pad_id=3)).check_data(datamodule(tokenizer))
+    with pytest.raises(ConfigError, match="needs a text DataModule"):
+        MaskedLMPretraining(backbone(False)).check_data(SimpleNamespace(image_size=32))
+    with pytest.raises(ConfigError, match="CausalLMPretraining needs a causal backbone"):
+        CausalLMPretraining(backbone(False))
+
+
+def test_masked_lm_loss_counts_only_selected_tokens_and_causal_loss_all_next_tokens(tokenizer):
+    tokens = torch.tensor(tokenizer.encode_batch([" the cat sees the dog . a bird finds the moon . the cat"]))[:, :16]
+    mlm = MaskedLMPretraining(backbone(False))
+    mlm.tokenizer = tokenizer
+    loss, extra = mlm.loss(tokens, torch.Generator().manual_seed(0))
+    assert 0 < extra["count"] < tokens.numel() and torch.isfinite(loss)
+    clm = CausalLMPretraining(backbone(True))
+    loss, extra = clm.loss(tokens, torch.Generator())
+    assert extra["count"] == tokens.numel() - 1
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(512.0)).item(), abs=0.5)  # near-uniform at initialisation
+
+
+def test_generate_returns_exactly_the_requested_tokens_and_refuses_bad_settings(tokenizer):
+    clm = CausalLMPretraining(backbone(True))
+    clm.tokenizer = tokenizer
+    prompt = tokenizer.encode_batch([" the cat"])[0]
+    out = clm.generate(prompt, 20, temperature=0.7, top_k=3, generator=torch.Generator().manual_seed(0))
+    assert len(out) == 20 and all(0 <= i < tokenizer.vocab_size for i in out)  # beyond max_length 16: the context is cropped
+    with pytest.raises(ConfigError, match="temperature must be >= 0 and top_k >= 1"):
+        clm.generate(prompt, 2, temperature=-1)
