@@ -178,8 +178,7 @@ def test_a_key_or_choice_ptft_fit_rejects_stops_the_sweep_before_any_trial(tmp_p
         main(["sweep", str(path), "--count", "1", "--sweep_dir", str(tmp_path / "sweeps")])
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and re.search(r"ptft sweep: error: .*tiny\.yaml: ptft fit rejects the trial arguments "
-                                                r"--model\.loss=l2: ptft\.tasks\.AutoencoderPretraining: Parser key \"loss\": Expected a typing\.Literal\['mse', 'l1'\]\. "
-                                                r"Got value: l2$", error), error
+                                                r"--model\.loss=l2: model\.loss: expected one of 'mse', 'l1', got 'l2'", error), error
     assert not (tmp_path / "sweeps").exists()
 
 
