@@ -18,6 +18,7 @@ plain DataLoader it restarts the epoch's data from its first batch (and warns). 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,7 @@ def own_generator() -> torch.Generator:
 
 class SeededSamples(Dataset):
     """``dataset`` addressed by keys ``epoch * len(dataset) + index`` (plain indices are epoch 0);
-    each sample is loaded with the torch random stream seeded from ``(seed, epoch, index)``."""
+    each sample is loaded with the torch and Python random streams seeded from ``(seed, epoch, index)``."""
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset = dataset
@@ -50,9 +51,15 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: int) -> Any:
         epoch, index = divmod(int(key), len(self))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_003 + index) % 2**63)
-            return self.dataset[index]
+        seed = ((self.seed * 1_000_003 + epoch) * 1_000_003 + index) % 2**63
+        python_state = random.getstate()  # augmentations may draw from Python's random (ptft.data.decoding) or torch's
+        random.seed(seed)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.dataset[index]
+        finally:
+            random.setstate(python_state)
 
 
 class ResumableSampler(DistributedSampler):
