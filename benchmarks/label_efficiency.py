@@ -71,7 +71,8 @@ def main() -> None:
     root = find_or_download_imagenette()
     batch = 16 if options.quick else 128
     common = [f"--seed_everything={options.seed}", f"--data.root={root}", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--data.image_size=32",
-              f"--data.batch_size={batch}", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+              f"--data.batch_size={batch}", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+              "--data.decoded_cache=true", f"--data.cache_dir={Path(options.out) / 'decoded_cache'}"]
     seen: list[dict] = []  # backbone specs whose random init was evaluated
 
     def first_time(spec: dict) -> bool:
@@ -104,7 +105,7 @@ def summarise(rows: dict, options: argparse.Namespace, steps: int, epochs: int) 
         "autoencoders and GAN: DCGAN encoder width 32). Each export, and a random initialisation of each distinct backbone "
         f"(same seed), gets a linear probe (imagenette_linear_probe.yaml) and full fine-tuning (ViT: imagenette_from_mae.yaml; "
         f"conv: imagenette_full.yaml), {epochs} epoch(s) each on a stratified fraction of the train labels (so 10% of the labels "
-        "also means 10% of the fine-tuning steps). Imagenette val accuracy (3,925 images); plot: benchmarks/label_efficiency.png."
+        "also means 10% of the fine-tuning steps); images come from the decoded-image cache (`data.decoded_cache`). Imagenette val accuracy (3,925 images); plot: benchmarks/label_efficiency.png."
         + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""),
         "",
         "| backbone from | architecture | pretrain (s) | " + " | ".join(f"{kind.replace('finetune', 'fine-tune')} {f:.0%}" for kind, f in columns) + " |",

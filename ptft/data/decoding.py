@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from ptft.errors import ConfigError, CorruptImageError
 
@@ -71,15 +70,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_rgb(path: str, min_side: int) -> np.ndarray:
     """The image at ``path`` as a uint8 ``(H, W, 3)`` RGB array whose shorter side is at least
-    ``min_side`` where the file allows it: JPEGs decode at the smallest 1/2, 1/4 or 1/8 scale that
-    keeps that size (PIL draft mode), or at full size with torchvision's libjpeg-turbo decoder when
-    no reduced scale fits (faster than PIL there); other formats at full size with PIL."""
+    ``min_side`` where the file allows it: JPEGs decode straight to RGB at the smallest 1/2, 1/4 or
+    1/8 scale that keeps that size (PIL draft mode; libjpeg-turbo), other formats at full size."""
     with open_image(path) as image:
-        if image.format == "JPEG" and min(image.size) < 2 * min_side:
-            try:
-                return decode_jpeg(read_file(path), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
-            except RuntimeError:
-                pass  # PIL decodes it, or raises the error the user sees
         image.draft("RGB", (min_side, min_side))
         return np.asarray(to_rgb(image))
 
