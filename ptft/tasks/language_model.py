@@ -19,7 +19,7 @@ from ptft.data.tokenizer import TextTokenizer
 from ptft.errors import ConfigError
 from ptft.handoff import build_backbone, load_checkpoint
 from ptft.pretext.lm_head import TiedLMHead
-from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens
+from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens, non_special_ids
 from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
 
 
@@ -141,9 +141,19 @@ class MaskedLMPretraining(LanguageModelPretraining):
         self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
         self.select_rate, self.mask_rate, self.random_rate = select_rate, mask_rate, random_rate
 
+    def _masking_ids(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokenizer's special ids and the ids random replacements draw from, on ``device``
+        (built on first use per device and tokenizer, not every step)."""
+        key = (id(self.tokenizer), device)
+        if getattr(self, "_masking_key", None) != key:
+            special = self.tokenizer.special_ids
+            self._masking = torch.tensor(special, device=device), non_special_ids(self.tokenizer.vocab_size, special, device)
+            self._masking_key = key
+        return self._masking
+
     def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        special = torch.tensor(self.tokenizer.special_ids, device=tokens.device)
-        inputs, labels = mask_tokens(tokens, self.tokenizer.mask_id, special, self.tokenizer.vocab_size, generator,
+        special, replacements = self._masking_ids(tokens.device)
+        inputs, labels = mask_tokens(tokens, self.tokenizer.mask_id, special, replacements, generator,
                                      self.select_rate, self.mask_rate, self.random_rate)
         selected = labels != IGNORE_INDEX
         logits = self.lm_head(self.backbone.hidden_states(inputs, padding=False)[selected], self.backbone.token_embedding.weight)
