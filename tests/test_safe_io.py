@@ -1,6 +1,5 @@
 """Atomic checkpoints and exports; checkpoints that would run code when unpickled are refused."""
 
-import json
 import os
 import signal
 import subprocess

@@ -29,7 +29,8 @@ from ptft.data import decoded_cache as dcache
 from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, decode_error, decode_image,
                                 load_rgb, source_side)
 from ptft.data.paths import resolve_data_path
-from ptft.data.resumable import own_generator, resumable_loader
+from ptft.data.loaders import evaluation_loader
+from ptft.data.resumable import resumable_loader
 from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
@@ -280,30 +281,18 @@ class ImageFolderDataModule(pl.LightningDataModule):
         for split in self._wanted(stage):
             self.datasets[split] = self._dataset(split, self._preset(split), build_cache=True)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(self.datasets[split]) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            generator=own_generator(),  # starting an iterator draws nothing from the training's random stream
-        )
-
     def train_dataloader(self) -> DataLoader:
         # Resumes mid-epoch with the same order and augmentations (ptft/data/resumable.py).
         return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return evaluation_loader(self.datasets["val"], self.batch_size, self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return evaluation_loader(self.datasets["test"], self.batch_size, self.num_workers)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return evaluation_loader(self.datasets["val"], self.batch_size, self.num_workers)
 
     def feature_dataloader(self, split: str, sampler: Sampler | None = None) -> DataLoader:
         """Unshuffled, unaugmented images of ``split`` (for kNN evaluation and feature extraction)."""
@@ -311,8 +300,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.{split}_split is not set; feature extraction needs it")
         # From the cache when one at this size exists (val always; train unless it is cached for crop_flip).
         dataset = self._dataset(split, "none", build_cache=False)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
-                          generator=own_generator())
+        return evaluation_loader(dataset, self.batch_size, self.num_workers, sampler=sampler, persistent_workers=False)  # built per use
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

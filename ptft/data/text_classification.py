@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ptft.data.paths import resolve_data_path
-from ptft.data.resumable import own_generator, resumable_loader
+from ptft.data.loaders import evaluation_loader
+from ptft.data.resumable import resumable_loader
 from ptft.data.text_files import check_text_file
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, train_tokenizer
 from ptft.errors import ConfigError, MissingPathError
@@ -209,10 +210,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
             raise ConfigError(f"data.{split}_file is not set, so there is no {split} split")
-        return DataLoader(
-            self.datasets[split], batch_size=self.batch_size, collate_fn=PadCollate(self.tokenizer.pad_id), num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0, generator=own_generator(),
-        )
+        return evaluation_loader(self.datasets[split], self.batch_size, self.num_workers, collate_fn=PadCollate(self.tokenizer.pad_id))
 
     def train_dataloader(self) -> DataLoader:
         # Shuffled, sharded per DDP rank, and resumable mid-epoch (ptft/data/resumable.py).

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ptft.data.paths import resolve_data_path
-from ptft.data.resumable import own_generator, resumable_loader
+from ptft.data.loaders import evaluation_loader
+from ptft.data.resumable import resumable_loader
 from ptft.data.text_files import check_text_file, default_cache_dir, file_digest, read_lines
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, tokenizer_settings, train_tokenizer
 from ptft.errors import ConfigError, MissingPathError
@@ -204,10 +205,7 @@ class WikiTextDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
             raise ConfigError(f"data.{split}_file is not set, so there is no {split} split")
-        return DataLoader(
-            self.datasets[split], batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0, generator=own_generator(),
-        )
+        return evaluation_loader(self.datasets[split], self.batch_size, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         # Shuffled, sharded per DDP rank, and resumable mid-epoch (ptft/data/resumable.py).
