@@ -152,3 +152,19 @@ def test_real_imagenette_batches(imagenette):
     assert 250 < len(dm.datasets["train"]) < 320 and len(dm.datasets["val"]) == 3925
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (64, 3, 32, 32) and images.dtype == torch.uint8 and labels.max() < 10
+
+
+def test_imagenette_found_locally_or_a_clear_error_when_download_fails(tmp_path, monkeypatch):
+    import urllib.error
+
+    from ptft.data import imagenette
+
+    make_image_tree(tmp_path / "imagenette2-160", classes=("a",), per_class=1)
+    assert imagenette.find_or_download_imagenette(tmp_path) == tmp_path / "imagenette2-160"
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(imagenette, "Imagenette", offline)
+    with pytest.raises(imagenette.MissingPathError, match=r"Imagenette is not in .*empty.*downloading it failed.*set PTFT_DATA"):
+        imagenette.find_or_download_imagenette(tmp_path / "empty")
