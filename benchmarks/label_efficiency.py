@@ -102,7 +102,7 @@ def summarise(rows: dict, options: argparse.Namespace, steps: int, epochs: int) 
         "",
         f"Equal CPU budget: every method pretrains on {steps} batches of 128 images at 32 px (the GAN: {steps} discriminator + "
         f"{steps} generator steps), the arguments of benchmarks/image_pretraining.py (MAE: ViT patch 4, depth 4, width 96; "
-        "autoencoders and GAN: DCGAN encoder width 32). Each export, and a random initialisation of each distinct backbone "
+        "autoencoders and GAN: DCGAN encoder width 32, the GAN's without normalisation like its discriminator). Each export, and a random initialisation of each distinct backbone "
         f"(same seed), gets a linear probe (imagenette_linear_probe.yaml) and full fine-tuning (ViT: imagenette_from_mae.yaml; "
         f"conv: imagenette_full.yaml), {epochs} epoch(s) each on a stratified fraction of the train labels (so 10% of the labels "
         "also means 10% of the fine-tuning steps); images come from the decoded-image cache (`data.decoded_cache`). Imagenette val accuracy (3,925 images); plot: benchmarks/label_efficiency.png."
@@ -114,7 +114,7 @@ def summarise(rows: dict, options: argparse.Namespace, steps: int, epochs: int) 
     curves = {}
     for name, row in rows.items():
         arch = row["backbone"]["class_path"].rsplit(".", 1)[1]
-        for source, label in (("pretrained", name), ("random_init", f"random init ({arch})")):
+        for source, label in (("pretrained", name), ("random_init", f"random init ({arch} as {name})")):
             if not row[source]:
                 continue
             accs = [row[source][f"{kind}_{f:g}"]["metrics"]["val/acc"] for kind, f in columns]
