@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ptft.data import decoded_cache as dcache
-from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, decode_error, decode_image,
-                                load_rgb, source_side)
+from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, collate_images, decode_error,
+                                decode_image, load_rgb, source_side)
 from ptft.data.paths import resolve_data_path
 from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
@@ -283,16 +283,16 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Resumes mid-epoch with the same order and augmentations (ptft/data/resumable.py).
-        return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer)
+        return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer, collate_fn=collate_images)
 
     def val_dataloader(self) -> DataLoader:
-        return evaluation_loader(self.datasets["val"], self.batch_size, self.num_workers)
+        return evaluation_loader(self.datasets["val"], self.batch_size, self.num_workers, collate_images)
 
     def test_dataloader(self) -> DataLoader:
-        return evaluation_loader(self.datasets["test"], self.batch_size, self.num_workers)
+        return evaluation_loader(self.datasets["test"], self.batch_size, self.num_workers, collate_images)
 
     def predict_dataloader(self) -> DataLoader:
-        return evaluation_loader(self.datasets["val"], self.batch_size, self.num_workers)
+        return evaluation_loader(self.datasets["val"], self.batch_size, self.num_workers, collate_images)
 
     def feature_dataloader(self, split: str, sampler: Sampler | None = None) -> DataLoader:
         """Unshuffled, unaugmented images of ``split`` (for kNN evaluation and feature extraction)."""
@@ -300,10 +300,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.{split}_split is not set; feature extraction needs it")
         # From the cache when one at this size exists (val always; train unless it is cached for crop_flip).
         dataset = self._dataset(split, "none", build_cache=False)
-        return evaluation_loader(dataset, self.batch_size, self.num_workers, sampler=sampler, persistent_workers=False)  # built per use
+        return evaluation_loader(dataset, self.batch_size, self.num_workers, collate_images, sampler, persistent_workers=False)  # built per use
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        # one pass to float channels_last, then in place to [-1, 1] (on the device: the batch crossed as uint8)
+        # one pass to float (the batch is channels-last already: collate_images), then in place to
+        # [-1, 1]; on the device, since the batch crossed as uint8
         images = images.to(torch.float32, memory_format=torch.channels_last).mul_(2 / 255).sub_(1.0)
         return images, labels

@@ -168,3 +168,47 @@ def test_imagenette_found_locally_or_a_clear_error_when_download_fails(tmp_path,
     monkeypatch.setattr(imagenette, "Imagenette", offline)
     with pytest.raises(imagenette.MissingPathError, match=r"Imagenette is not in .*empty.*downloading it failed.*set PTFT_DATA"):
         imagenette.find_or_download_imagenette(tmp_path / "empty")
+
+
+def test_crops_are_channels_last_views_with_interpolates_values():
+    import torch.nn.functional as F
+
+    from ptft.data.decoding import CropResize
+
+    pixels = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    image = CropResize("none", 32)(pixels)
+    square = torch.from_numpy(pixels[:, 10:80].copy()).permute(2, 0, 1)[None]  # the central 70x70
+    expected = F.interpolate(square, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
+    assert image.permute(1, 2, 0).is_contiguous() and torch.equal(image, expected)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_collated_batches_are_channels_last_in_workers_too(workers):
+    from torch.utils.data import DataLoader
+
+    from ptft.data.decoding import CropResize, collate_images
+
+    rng = np.random.default_rng(1)
+    crop = CropResize("none", 16)
+    images = [crop(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)) for _ in range(6)]
+    samples = [(image, i % 3) for i, image in enumerate(images)]
+    batches = list(DataLoader(samples, batch_size=3, num_workers=workers, collate_fn=collate_images))
+    batch, labels = batches[1]
+    assert batch.shape == (3, 3, 16, 16) and batch.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(batch, torch.stack(images[3:])) and labels.tolist() == [0, 1, 2]
+
+
+def test_jpegs_decode_like_pil_and_reduce_in_the_decoder(tmp_path):
+    from ptft.data.decoding import load_rgb
+
+    path = tmp_path / "photo.jpg"
+    pixels = np.random.default_rng(2).integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=85)
+    with Image.open(path) as image:
+        assert np.array_equal(load_rgb(str(path), 100), np.asarray(image.convert("RGB")))  # no reduction fits: full size
+    reduced = load_rgb(str(path), 30)
+    assert 30 <= min(reduced.shape[:2]) < 60 and reduced.shape[2] == 3  # 120 px -> at most 1/2 in the decoder
+    gray = tmp_path / "gray.jpg"
+    Image.fromarray(pixels[..., 0]).save(gray)
+    assert load_rgb(str(gray), 100).shape == (120, 200, 3)
