@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default 128 (--quick: 8)")
     parser.add_argument("--repeats", type=int, default=None, help="measured epochs per pipeline, interleaved (default 3, --quick: 1)")
     parser.add_argument("--images", type=int, default=None, help="train images to use (default: all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process, which runs ptft's float "
+                        "conversion (on 2 cores beside 2 busy workers, more threads spin rather than help)")
     parser.add_argument("--cache-dir", default=None, help="where the decoded cache goes (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a few hundred images, 1 repeat: a smoke test, not a result")
     options = parser.parse_args()
@@ -97,6 +99,7 @@ def main() -> None:
     options.repeats = options.repeats or (1 if options.quick else 3)
     options.batch_size = options.batch_size or (8 if options.quick else 128)
 
+    torch.set_num_threads(options.threads)
     root = find_or_download_imagenette()
     total = len(datasets.ImageFolder(str(root / "train")).samples)
     fraction = min(1.0, options.images / total) if options.images else 1.0
@@ -141,10 +144,11 @@ def main() -> None:
         "## Image pipeline: ptft ImageFolderDataModule vs torchvision ImageFolder (images/s)",
         "",
         f"`python benchmarks/image_pipeline.py --sizes {' '.join(map(str, options.sizes))} --workers {options.workers} "
-        f"--repeats {options.repeats}{f' --images {options.images}' if options.images else ''}`",
+        f"--repeats {options.repeats} --threads {options.threads}{f' --images {options.images}' if options.images else ''}`",
         "",
         f"Imagenette train JPEGs (224 px), {len(paths)} images, batch {options.batch_size}, {options.workers} DataLoader workers "
-        f"for every pipeline, delivered to the {DEVICE.type} (ptft's uint8 -> float [-1, 1] conversion included). Baseline: "
+        f"for every pipeline, delivered to the {DEVICE.type} (ptft's uint8 -> float [-1, 1] conversion included, in the main "
+        f"process with {options.threads} torch thread(s)). Baseline: "
         "torchvision ImageFolder (PIL loader) + RandomResizedCrop(scale 0.25-1) + flip + ToTensor + Normalize. "
         "After a warm-up epoch each, rounds of one epoch per pipeline; images/s: median over rounds; vs baseline: median of the "
         "per-round ratios. CPU ms / image: CPU time of the main process and its DataLoader workers per delivered image "

@@ -196,8 +196,7 @@ class CropResize:
         """A ``(3, size, size)`` view of an ``(size, size, 3)`` (HWC) uint8 array: channels-last,
         which :func:`collate_images` stacks without a transpose."""
         top, left, h, w = self.crop_box(*pixels.shape[:2])
-        crop = torch.from_numpy(np.array(pixels[top:top + h, left:left + w]))  # copies just the crop (memmaps are read-only)
-        image = crop.permute(2, 0, 1)
+        image = torch.from_numpy(np.array(pixels[top:top + h, left:left + w])).permute(2, 0, 1)  # a copy: memmaps are read-only
         if (h, w) != (self.size, self.size):
             # F.interpolate's uint8 antialiased kernel, writing channels-last (F.interpolate returns NCHW,
             # and transposing 3-channel uint8 afterwards costs as much as the resize)
