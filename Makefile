@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(PY) scripts/demo.py
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=15
 
 clean:
 	rm -rf runs wandb .pytest_cache
