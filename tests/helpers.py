@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import REPO, TESTS
@@ -15,11 +17,26 @@ CONFIGS = REPO / "configs"
 
 def run_ptft(*args: str, cwd: Path, wandb_mode: str = "offline", timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
     """Run the installed ``ptft`` console script; tests/ is importable (for test-only callbacks)."""
-    env = {**os.environ, "WANDB_MODE": wandb_mode, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([PTFT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([PTFT, *args], cwd=cwd, env=ptft_env(wandb_mode), capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"ptft {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+def ptft_env(wandb_mode: str = "offline") -> dict[str, str]:
+    """The environment of a ``ptft`` subprocess: W&B mode set, tests/ importable."""
+    return {**os.environ, "WANDB_MODE": wandb_mode, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+
+def sigterm_when_marked(*args: str, cwd: Path, mark: Path) -> subprocess.CompletedProcess:
+    """Start ``ptft *args``, send it SIGTERM once ``mark`` exists (a callback writes it), and wait for it."""
+    process = subprocess.Popen([PTFT, *args], cwd=cwd, env=ptft_env("disabled"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not mark.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def checkpoint_from(result: subprocess.CompletedProcess) -> str:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import make_image_tree
-from helpers import CONFIGS, run_ptft
+from helpers import CONFIGS, run_ptft, sigterm_when_marked
 
 
 def ddp_fit(tmp_path, *callbacks, extra=(), check=True, timeout=300):
@@ -72,11 +72,6 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_under_ddp_saves_one_checkpoint_and_exits_143(tmp_path):
-    import signal
-    import subprocess
-
-    from helpers import PTFT
-
     tree = tmp_path / "tree"
     make_image_tree(tree, per_class=8)
     slow = {"class_path": "reliability_callbacks.SlowSteps", "init_args": {"seconds": 1.0, "mark": str(tmp_path / "mark"), "mark_at": 2}}
@@ -88,14 +83,8 @@ def test_sigterm_under_ddp_saves_one_checkpoint_and_exits_143(tmp_path):
             "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.max_steps=100", "--trainer.limit_val_batches=0",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path / 'root'}",
             f"--trainer.callbacks={json.dumps([checkpoint, slow, pids])}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": f"{CONFIGS.parent / 'tests'}:{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen([PTFT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not (tmp_path / "mark").exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr[-3000:]
+    stopped = sigterm_when_marked(*args, cwd=tmp_path, mark=tmp_path / "mark")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
     saved = torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)
     assert 2 <= saved["global_step"] < 100
     pids = [int(p.read_text()) for p in (tmp_path / "pids").glob("rank*.pid")]

@@ -2,15 +2,13 @@
 
 import json
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import make_corpus, make_image_tree
-from helpers import CONFIGS, PTFT, run_ptft, tiny_text_model
+from helpers import CONFIGS, run_ptft, sigterm_when_marked, tiny_text_model
 from ptft.cli import run_cli
 
 TINY = {  # the shipped config at the smallest size; each exercises a random stream the resume must continue
@@ -91,15 +89,9 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(tree, tmp_path
     monkeypatch.chdir(tmp_path)
     slow = {"class_path": "reliability_callbacks.SlowSteps", "init_args": {"seconds": 1.0, "mark": str(tmp_path / "mark"), "mark_at": 2}}
     args = fit_args("autoencoder", tmp_path, "run", slow, every=100, max_steps=60)
-    env = {**__import__("os").environ, "WANDB_MODE": "disabled",
-           "PYTHONPATH": f"{CONFIGS.parent / 'tests'}:{__import__('os').environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen([PTFT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not (tmp_path / "mark").exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr[-3000:]
+    stopped = sigterm_when_marked(*args, cwd=tmp_path, mark=tmp_path / "mark")
+    stderr = stopped.stderr
+    assert stopped.returncode == 143, stderr[-3000:]
     assert "ptft: stopped by SIGTERM; saved " in stderr and "--ckpt_path last" in stderr
     last = next((tmp_path / "run").glob("*/version_0/checkpoints/last.ckpt"))
     saved = torch.load(last, weights_only=True)
