@@ -198,8 +198,8 @@ class CropResize:
         top, left, h, w = self.crop_box(*pixels.shape[:2])
         image = torch.from_numpy(np.array(pixels[top:top + h, left:left + w])).permute(2, 0, 1)  # a copy: memmaps are read-only
         if (h, w) != (self.size, self.size):
-            # F.interpolate's uint8 antialiased kernel, writing channels-last (F.interpolate returns NCHW,
-            # and transposing 3-channel uint8 afterwards costs as much as the resize)
+            # F.interpolate's uint8 antialiased kernel, told to write channels-last (F.interpolate picks the
+            # output layout itself, often NCHW, and transposing 3-channel uint8 costs as much as the resize)
             out = torch.empty((1, self.size, self.size, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
             image = torch.ops.aten._upsample_bilinear2d_aa.out(image[None], [self.size, self.size], False, None, None, out=out)[0]
         if self.preset != "none" and random.random() < 0.5:
