@@ -8,7 +8,7 @@ uses it, with the batch conversion ``on_after_batch_transfer`` does on the devic
 images, batch size and worker count; persistent workers for all three; each pipeline gets a
 warm-up epoch, then epochs of the three are interleaved and the median counts.
 
-    python benchmarks/image_pipeline.py [--sizes 64 128] [--workers 2] [--repeats 3] [--quick]
+    python benchmarks/image_pipeline.py [--sizes 64 128] [--workers 2] [--repeats 5] [--quick]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None, help="default 128 (--quick: 8)")
-    parser.add_argument("--repeats", type=int, default=None, help="measured epochs per pipeline, interleaved (default 3, --quick: 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="measured epochs per pipeline, interleaved (default 5, --quick: 1)")
     parser.add_argument("--images", type=int, default=None, help="train images to use (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process, which runs ptft's float "
                         "conversion (on 2 cores beside 2 busy workers, more threads spin rather than help)")
@@ -96,7 +96,7 @@ def main() -> None:
     options = parser.parse_args()
     if options.quick:
         options.images = options.images or 300
-    options.repeats = options.repeats or (1 if options.quick else 3)
+    options.repeats = options.repeats or (1 if options.quick else 5)
     options.batch_size = options.batch_size or (8 if options.quick else 128)
 
     torch.set_num_threads(options.threads)

@@ -16,10 +16,22 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nWritten by the scripts in `benchmarks/`; each section says how to reproduce it.\n"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; the architecture elsewhere): VMs of one
+    machine type can differ in it, and in speed."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{platform.machine()} {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     """One line describing the hardware and software the numbers come from."""
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {device}; "
+    return (f"{cpu_model()}, {os.cpu_count()} CPU cores, {device}; "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 

@@ -106,7 +106,7 @@ class CachedImages(Dataset):
             raise RuntimeError(f"{folder}: holds {len(self.index)} images, expected {len(labels)}")
         self.labels = labels
         self.transform = transform
-        self._pixels: np.memmap | None = None
+        self._pixels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -115,8 +115,8 @@ class CachedImages(Dataset):
         return {**self.__dict__, "_pixels": None}  # never pickle the mapping into workers
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if self._pixels is None:
-            self._pixels = np.memmap(self.folder / "pixels.u8", dtype=np.uint8, mode="r")
+        if self._pixels is None:  # a plain-array view: slicing an np.memmap costs more than the crop copy
+            self._pixels = np.memmap(self.folder / "pixels.u8", dtype=np.uint8, mode="r").view(np.ndarray)
         offset, height, width = self.index[index]
         pixels = self._pixels[offset:offset + height * width * 3].reshape(height, width, 3)
         return self.transform(pixels), self.labels[index]

@@ -85,6 +85,8 @@ def test_workers_read_the_memmap_without_copying_it_into_each_process(square_tre
     dm = cached_dm(square_tree, tmp_path / "cache", train_augment="none")
     dataset = dm.datasets["train"]
     dataset[0]
-    assert isinstance(dataset._pixels, np.memmap) and dataset.__getstate__()["_pixels"] is None
+    pixels = dataset._pixels  # a read-only view of the mapping, not a copy
+    assert isinstance(pixels.base, np.memmap) and not pixels.flags.owndata and not pixels.flags.writeable
+    assert dataset.__getstate__()["_pixels"] is None
     batches = list(DataLoader(dataset, batch_size=12, num_workers=2))
     assert sum(len(images) for images, _ in batches) == 12
