@@ -5,7 +5,7 @@ ptft: the task and Trainer are built by the ``ptft`` CLI (``run_cli(..., run=Fal
 (+ configs/trainer/cpu.yaml without a GPU, gpu.yaml with one) exactly as ``ptft fit`` builds them
 (W&B offline logger every 20 steps, checkpoint callback, config saving), then ``trainer.fit`` runs
 on a loader of pre-generated batches. Raw: a copy of the same freshly initialised encoder and
-decoder (copied before ptft trains them), ``torch.optim.AdamW`` with the config's lr and weight decay, ``zero_grad / forward / mse /
+decoder (copied before ptft trains them), ``torch.optim.AdamW`` with the config's lr, weight decay and ``fused=True``, ``zero_grad / forward / mse /
 backward / step`` over the same loader. Batches are float images in [-1, 1], made before timing,
 so the data pipeline is not what is measured. The loops interleave step by step (after each
 ptft step, a callback runs one raw step on the same batch), so both see the same load from other
@@ -127,6 +127,7 @@ def time_pair(setting: tuple, steps: int, warmup: int, out: Path, extra: list[st
     assert cli.trainer.global_step == steps, cli.trainer.global_step
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["lr"] == 2e-3 and optimizer.defaults["weight_decay"] == 0.05
+    assert optimizer.defaults["fused"], "the raw loop's optimizer must match the config's"
     wandb.finish()
     return raw.raw_seconds, raw.ptft_seconds
 
@@ -134,7 +135,7 @@ def time_pair(setting: tuple, steps: int, warmup: int, out: Path, extra: list[st
 def raw_loop(encoder: torch.nn.Module, decoder: torch.nn.Module):
     """One step of the loop a user would write: the config's optimizer, MSE reconstruction, no framework."""
     encoder, decoder = encoder.to(DEVICE).train(), decoder.to(DEVICE).train()
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], lr=2e-3, weight_decay=0.05)
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], lr=2e-3, weight_decay=0.05, fused=True)
 
     def step(images: torch.Tensor) -> None:
         images = images.to(DEVICE, non_blocking=True)

@@ -8,10 +8,11 @@ and text blocks of 128 tokens. It trains through ``pytorch_lightning.Trainer.fit
 ``--warmup`` batches are excluded from the timing (with a device sync at both ends). FLOPs of one
 whole training step (forward + backward, every network the step updates) come from
 ``torch.utils.flop_counter.FlopCounterMode``; MFU divides the achieved FLOP/s by the device's bf16
-dense peak (table below; "n/a" on CPU or an unknown GPU).
+dense peak (table below; "n/a" on CPU or an unknown GPU). ``--compile`` also trains each task with
+``model.torch_compile=true`` and reports the compiled/eager speed and the first (compiling) step.
 Prints a table and writes the "throughput" section of benchmarks/RESULTS.md.
 
-    python benchmarks/throughput.py [--warmup 3] [--steps 10] [--tasks ...] [--quick]
+    python benchmarks/throughput.py [--warmup 3] [--steps 10] [--tasks ...] [--compile] [--quick]
 """
 
 from __future__ import annotations
@@ -111,10 +112,12 @@ class SyntheticData(pl.LightningDataModule):
 
 
 class StepTimer(pl.Callback):
-    """FLOPs of the first training step; wall time of the batches after the warm-up."""
+    """FLOPs (``count_flops``) and wall time of the first training step; wall time of the batches
+    after the warm-up."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.flops, self.seconds, self.timed = warmup, 0, 0.0, 0
+    def __init__(self, warmup: int, count_flops: bool = True) -> None:
+        self.warmup, self.count_flops, self.flops, self.seconds, self.timed = warmup, count_flops, 0, 0.0, 0
+        self.first_step_seconds = 0.0
         self.counter: FlopCounterMode | None = None
 
     def _sync(self, module) -> None:
@@ -123,23 +126,29 @@ class StepTimer(pl.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
         if batch_idx == 0:
-            self.counter = FlopCounterMode(display=False)
-            self.counter.__enter__()
+            self._sync(module)
+            self.first_start = time.perf_counter()
+            if self.count_flops:
+                self.counter = FlopCounterMode(display=False)
+                self.counter.__enter__()
         if batch_idx == self.warmup:
             self._sync(module)
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
         if batch_idx == 0:
-            self.counter.__exit__(None, None, None)
-            self.flops = self.counter.get_total_flops()
+            if self.count_flops:
+                self.counter.__exit__(None, None, None)
+                self.flops = self.counter.get_total_flops()
+            self._sync(module)
+            self.first_step_seconds = time.perf_counter() - self.first_start
         if batch_idx >= self.warmup:
             self._sync(module)
             self.seconds = time.perf_counter() - self.start
             self.timed = batch_idx - self.warmup + 1
 
 
-def build(task: str, batch_size: int, num_batches: int):
+def build(task: str, batch_size: int, num_batches: int, extra_args: tuple[str, ...] = ()):
     """The task's LightningModule as its YAML builds it, and synthetic data of the same shape."""
     from ptft.cli import PtftCLI
 
@@ -148,7 +157,7 @@ def build(task: str, batch_size: int, num_batches: int):
     data = {"class_path": "throughput.SyntheticData", "init_args": {"kind": kind, "batch_size": batch_size, "num_batches": num_batches,
                                                                     "image_size": IMAGE_SIZE, "block_size": BLOCK_SIZE, "vocab_size": 8192}}
     args = [a for c in configs for a in ("-c", str(CONFIGS / c))]
-    args += [*extra, f"--data={json.dumps(data)}", "--trainer.logger=false", "--trainer.callbacks=[]",
+    args += [*extra, *extra_args, f"--data={json.dumps(data)}", "--trainer.logger=false", "--trainer.callbacks=[]",
              "--trainer.enable_checkpointing=false"]
     sys.argv = sys.argv[:1]  # LightningCLI warns when it sees this script's own options
     cli = PtftCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
@@ -166,9 +175,9 @@ def peak_flops() -> tuple[str, float | None]:
     return name, next((peak for key, peak in PEAK_BF16.items() if key in name), None)
 
 
-def measure(task: str, batch_size: int, warmup: int, steps: int) -> dict:
-    model, data, kind = build(task, batch_size, warmup + steps)
-    timer = StepTimer(warmup)
+def measure(task: str, batch_size: int, warmup: int, steps: int, compiled: bool = False) -> dict:
+    model, data, kind = build(task, batch_size, warmup + steps, ("--model.torch_compile=true",) if compiled else ())
+    timer = StepTimer(warmup, count_flops=not compiled)  # FLOPs are the eager run's
     gpu = torch.cuda.is_available()
     trainer = pl.Trainer(max_epochs=1, max_steps=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[timer], accelerator="auto", devices=1, limit_val_batches=0,
@@ -178,7 +187,11 @@ def measure(task: str, batch_size: int, warmup: int, steps: int) -> dict:
     per_second = timer.timed * batch_size / timer.seconds
     return {"unit": "tokens/s" if per_sample > 1 else "images/s", "samples_per_s": per_second * per_sample,
             "step_flops": timer.flops, "flops_per_s": timer.flops * timer.timed / timer.seconds,
-            "params": sum(p.numel() for p in model.parameters()), "batch": batch_size}
+            "params": sum(p.numel() for p in model.parameters()), "batch": batch_size, "first_step_s": timer.first_step_seconds}
+
+
+def rate(row: dict) -> str:
+    return f"{row['samples_per_s']:,.0f}" if row["samples_per_s"] >= 100 else f"{row['samples_per_s']:.3g}"
 
 
 def main() -> None:
@@ -187,22 +200,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=3, help="batches trained before the clock starts")
     parser.add_argument("--steps", type=int, default=10, help="timed batches")
+    parser.add_argument("--compile", action="store_true", help="also train every task with model.torch_compile=true")
     parser.add_argument("--quick", action="store_true", help="batch 4, 1 warm-up + 2 timed batches: a smoke test, not a result")
     options = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     batch, warmup, steps = (4, 1, 2) if options.quick else (options.batch_size, options.warmup, options.steps)
     torch.manual_seed(0)
     device, peak = peak_flops()
-    rows = {}
+    rows, compiled = {}, {}
     for task in options.tasks:
         rows[task] = measure(task, batch, warmup, steps)
         print(task, rows[task], flush=True)
+        if options.compile:
+            torch._dynamo.reset()  # each task compiles from scratch (inductor's on-disk cache may still serve kernels)
+            compiled[task] = measure(task, batch, warmup, steps, compiled=True)
+            print(task, "compiled", compiled[task], flush=True)
 
     lines = [
         "## Training throughput per task (synthetic in-memory batches, Lightning Trainer)",
         "",
         f"`python benchmarks/throughput.py --batch-size {batch} --warmup {warmup} --steps {steps} --tasks {' '.join(options.tasks)}"
-        f"{' --quick' if options.quick else ''}`",
+        f"{' --compile' if options.compile else ''}{' --quick' if options.quick else ''}`",
         "",
         f"Each task from its shipped YAML (PtftCLI, `run=False`) at {IMAGE_SIZE} px / {BLOCK_SIZE}-token blocks, batch {batch}, "
         f"{'bf16-mixed' if peak is not None or device != 'CPU' else 'float32'} on {device}; "
@@ -210,16 +228,23 @@ def main() -> None:
         "(image: DCGANEncoder, imagenette_full.yaml; text: sst2_scratch.yaml). FLOPs per step: FlopCounterMode over one "
         "whole training step (forward + backward of every network it trains; the GAN: discriminator and generator "
         "updates). MFU = achieved FLOP/s / bf16 dense peak."
+        + (" Compiled: the same run with `model.torch_compile=true` (regional torch.compile, default mode); first step: "
+           "wall time of the first batch (eager: start-up; compiled: mostly compilation)." if options.compile else "")
         + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""),
         "",
-        "| task | params (M) | throughput | GFLOP / step | achieved TFLOP/s | MFU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| task | params (M) | throughput | GFLOP / step | achieved TFLOP/s | MFU |"
+        + (" compiled throughput | compiled / eager | first step, eager / compiled (s) |" if options.compile else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if options.compile else ""),
     ]
     for task, row in rows.items():
         mfu = f"{row['flops_per_s'] / peak:.1%}" if peak else "n/a"
-        rate = f"{row['samples_per_s']:,.0f}" if row["samples_per_s"] >= 100 else f"{row['samples_per_s']:.3g}"
-        lines.append(f"| {task} | {row['params'] / 1e6:.2f} | {rate} {row['unit']} | {row['step_flops'] / 1e9:.2f} | "
-                     f"{row['flops_per_s'] / 1e12:.3f} | {mfu} |")
+        line = (f"| {task} | {row['params'] / 1e6:.2f} | {rate(row)} {row['unit']} | {row['step_flops'] / 1e9:.2f} | "
+                f"{row['flops_per_s'] / 1e12:.3f} | {mfu} |")
+        if task in compiled:
+            fast = compiled[task]
+            line += (f" {rate(fast)} {fast['unit']} | {fast['samples_per_s'] / row['samples_per_s']:.2f}x | "
+                     f"{row['first_step_s']:.1f} / {fast['first_step_s']:.1f} |")
+        lines.append(line)
     report("throughput", "\n".join(lines), options.quick)
 
 

@@ -85,6 +85,14 @@ def test_throughput_quick(tmp_path):
     assert all(row.endswith("| n/a |") or "%" in row for row in rows) and "tokens/s" in rows[2] and "images/s" in rows[0]
 
 
+def test_throughput_quick_compiled(tmp_path):
+    result = run_quick(tmp_path, "throughput.py", "--tasks", "autoencoder", "--compile")
+    header, _, row = table(result.stdout)
+    assert header.endswith("| compiled throughput | compiled / eager | first step, eager / compiled (s) |")
+    cells = row.strip("| ").split(" | ")
+    assert cells[0] == "autoencoder" and cells[6].endswith("images/s") and cells[7].endswith("x") and float(cells[7][:-1]) > 0
+
+
 def test_label_efficiency_quick_and_its_table_rebuilt_from_the_log(tmp_path):
     args = ["--methods", "autoencoder", "denoising_autoencoder", "--fractions", "0.5"]  # one fraction keeps it short
     result = run_quick(tmp_path, "label_efficiency.py", *args, f"--out={tmp_path / 'run'}")

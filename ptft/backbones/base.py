@@ -57,6 +57,18 @@ class Backbone(nn.Module):
         """Pooled features ``(B, out_dim)``."""
         return self.pool(self.forward_features(x))
 
+    def compile_regions(self) -> list[nn.Module]:
+        """What a task's ``torch_compile`` compiles: each child module with parameters, and each
+        element of a ``ModuleList`` (a Transformer's blocks) on its own; the backbone's methods
+        call all of them through ``__call__``, which is what ``nn.Module.compile`` compiles."""
+        regions: list[nn.Module] = []
+        for child in self.children():
+            if isinstance(child, nn.ModuleList):
+                regions += list(child)
+            elif next(child.parameters(), None) is not None:
+                regions.append(child)
+        return regions
+
     def adapt_state_dict(self, state: dict[str, torch.Tensor], source_spec: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Weights saved by a backbone built from ``source_spec``, adapted to this one before a
         strict load (e.g. a ViT interpolates its position embedding to another image size)."""

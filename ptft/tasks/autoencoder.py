@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
 from torchvision.utils import make_grid
 
 from ptft.backbones.base import Backbone
@@ -41,7 +42,7 @@ class AutoencoderPretraining(PtftTask):
         loss: ``mse`` or ``l1`` reconstruction loss.
         decoder_width: fewest channels of a decoder layer.
         num_grid_images: images in the logged reconstruction grid (0 disables it).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -59,8 +60,9 @@ class AutoencoderPretraining(PtftTask):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: Literal["raise", "skip"] = "raise",
+        torch_compile: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
         if corruption not in ("none", "gaussian", "mask"):
             raise ConfigError(f"model.corruption must be 'none', 'gaussian' or 'mask', got {corruption!r}")
         if loss not in ("mse", "l1"):
@@ -78,6 +80,9 @@ class AutoencoderPretraining(PtftTask):
         self.loss_fn = F.mse_loss if loss == "mse" else F.l1_loss
         self.num_grid_images = num_grid_images
         self._grid_batch: torch.Tensor | None = None
+
+    def compile_regions(self) -> list[nn.Module]:
+        return [*super().compile_regions(), self.decoder]
 
     def corrupt(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.corruption == "gaussian":

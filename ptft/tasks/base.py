@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_warn
+from torch import nn
 
 from ptft.backbones.base import Backbone
 from ptft.errors import ConfigError, DivergenceError
@@ -56,6 +57,10 @@ class PtftTask(pl.LightningModule):
         lr_scheduler_monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
         on_nonfinite: ``raise`` (stop with DivergenceError) or ``skip`` (drop the step and count it
             in ``train/skipped_steps``) when the training loss is NaN or infinite.
+        torch_compile: ``torch.compile`` the networks in place, region by region
+            (:meth:`compile_regions`: each Transformer block, each conv stage, the heads), which keeps
+            compile times short and checkpoints unchanged. Off by default: on CPU it measured no
+            faster (benchmarks/throughput.py ``--compile``) and costs seconds to compile.
     """
 
     nonfinite_loss_name: ClassVar[str] = "train/loss"  # how the guard names the loss training_step returns
@@ -83,6 +88,7 @@ class PtftTask(pl.LightningModule):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: NonFinitePolicy = "raise",
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         if on_nonfinite not in ("raise", "skip"):
@@ -95,6 +101,7 @@ class PtftTask(pl.LightningModule):
         self.lr_scheduler_interval = lr_scheduler_interval
         self.lr_scheduler_monitor = lr_scheduler_monitor
         self.on_nonfinite = on_nonfinite
+        self.torch_compile = torch_compile
         self.skipped_steps = 0
         self._in_training_step = False
         self._rng_to_restore: dict[str, Any] | None = None
@@ -149,6 +156,17 @@ class PtftTask(pl.LightningModule):
     def setup(self, stage: str) -> None:
         self.check_data(self.trainer.datamodule)
         install_atomic_checkpoint_io(self.trainer)
+
+    def compile_regions(self) -> list[nn.Module]:
+        """The modules ``torch_compile`` compiles (each through its ``__call__``): the backbone's
+        :meth:`~ptft.backbones.Backbone.compile_regions`; tasks add their heads."""
+        return self.backbone.compile_regions()
+
+    def configure_model(self) -> None:
+        if self.torch_compile and not getattr(self, "_compiled", False):
+            for module in self.compile_regions():
+                module.compile()
+            self._compiled = True
 
     def on_before_optimizer_step(self, optimizer) -> None:
         if self._skip_update:  # the non-finite guard skipped this step: no gradients, so no update

@@ -59,7 +59,7 @@ class FineTuning(PtftTask):
             group closer to the input at ``layer_decay`` times the next one's (ViT: per block, ResNet:
             per stage, DCGAN encoder: per layer; see ``Backbone.layer_groups``). None: no decay.
         label_smoothing: label smoothing of the cross-entropy.
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -81,6 +81,7 @@ class FineTuning(PtftTask):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: Literal["raise", "skip"] = "raise",
+        torch_compile: bool = False,
     ) -> None:
         if mode not in ("full", "linear_probe"):
             raise ConfigError(f"model.mode must be 'full' or 'linear_probe', got {mode!r}")
@@ -99,7 +100,7 @@ class FineTuning(PtftTask):
                 raise type(error)(f"model.pretrained: {error}") from None
         elif backbone is None:
             raise ConfigError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
         self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
         self.head = classification_head(backbone.out_dim, num_classes, head, head_hidden_dim, head_dropout, feature_norm)
         self.mode = mode
@@ -120,6 +121,9 @@ class FineTuning(PtftTask):
         self.eval_metrics = nn.ModuleDict({
             stage: MetricCollection({k: m.clone() for k, m in accuracies.items()}, prefix=f"{stage}/") for stage in ("val", "test")
         })
+
+    def compile_regions(self) -> list[nn.Module]:
+        return [*super().compile_regions(), self.head]
 
     def train(self, mode: bool = True):
         super().train(mode)

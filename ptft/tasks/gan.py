@@ -76,6 +76,8 @@ class GANPretraining(PtftTask):
             torchmetrics and torch-fidelity; needs its weights), or null (no metrics).
         inception_weights: a local copy of torch-fidelity's InceptionV3 weights for ``inception``.
         kid_subset_size: images per KID subset (at most the number of validation images).
+        torch_compile: see :class:`PtftTask`; with a gradient penalty (``wgan_gp``, ``r1_gamma``)
+            only the generator is compiled (compiled code has no double backward).
     """
 
     def __init__(
@@ -97,8 +99,9 @@ class GANPretraining(PtftTask):
         fid_extractor: str | None = None,
         inception_weights: str | None = None,
         kid_subset_size: int = 100,
+        torch_compile: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer=discriminator_optimizer)
+        super().__init__(backbone, optimizer=discriminator_optimizer, torch_compile=torch_compile)
         if loss not in LOSSES:
             raise ConfigError(f"model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         if not isinstance(n_critic, int) or n_critic < 1:
@@ -146,6 +149,16 @@ class GANPretraining(PtftTask):
     def critic(self, images: torch.Tensor) -> torch.Tensor:
         """One realness score per image."""
         return self.critic_head(self.backbone.forward_features(images))
+
+    def compile_regions(self) -> list[nn.Module]:
+        regions: list[nn.Module] = [self.generator]
+        if not self.penalised:  # a penalty differentiates the critic's gradient: compiled code has no double backward
+            regions += [*super().compile_regions(), self.critic_head]
+        return regions
+
+    @property
+    def penalised(self) -> bool:
+        return (self.loss == "wgan_gp" and self.gp_weight > 0) or self.r1_gamma > 0
 
     def latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.generator.latent_dim, device=self.fixed_latents.device, generator=generator)

@@ -46,14 +46,18 @@ class LanguageModelPretraining(PtftTask):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: Literal["raise", "skip"] = "raise",
+        torch_compile: bool = False,
     ) -> None:
         if not isinstance(backbone, TextTransformer):
             raise ConfigError(f"model.backbone of {type(self).__name__} must be a ptft.backbones.TextTransformer, got {type(backbone).__name__}")
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
         self.lm_head = TiedLMHead(backbone.out_dim, backbone.vocab_size, self.head_transform)
         self.perplexity = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self._seed = 0
         self.tokenizer: TextTokenizer | None = None
+
+    def compile_regions(self) -> list[nn.Module]:
+        return [*super().compile_regions(), self.lm_head]
 
     def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
         if datamodule is None:
@@ -113,7 +117,7 @@ class MaskedLMPretraining(LanguageModelPretraining):
         select_rate: fraction of non-special tokens selected for prediction.
         mask_rate: fraction of the selected tokens replaced by the mask token.
         random_rate: fraction of the selected tokens replaced by a random token (the rest stay).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
     """
 
     head_transform = True
@@ -130,12 +134,13 @@ class MaskedLMPretraining(LanguageModelPretraining):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: Literal["raise", "skip"] = "raise",
+        torch_compile: bool = False,
     ) -> None:
         if not 0 < select_rate < 1:
             raise ConfigError(f"model.select_rate must be in (0, 1), got {select_rate}")
         if mask_rate < 0 or random_rate < 0 or mask_rate + random_rate > 1:
             raise ConfigError(f"model.mask_rate and model.random_rate must be >= 0 with a sum <= 1, got {mask_rate} and {random_rate}")
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
         if getattr(backbone, "causal", False):
             raise ConfigError("MaskedLMPretraining needs a bidirectional backbone: set model.backbone.init_args.causal=false")
         self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
@@ -169,7 +174,7 @@ class CausalLMPretraining(LanguageModelPretraining):
 
     Args:
         backbone: a causal ``TextTransformer`` (``causal: true``).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -180,8 +185,9 @@ class CausalLMPretraining(LanguageModelPretraining):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: Literal["raise", "skip"] = "raise",
+        torch_compile: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
         if not getattr(backbone, "causal", False):
             raise ConfigError("CausalLMPretraining needs a causal backbone: set model.backbone.init_args.causal=true")
         self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)

@@ -7,6 +7,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
 from torchvision.utils import make_grid
 
 from ptft.backbones.base import Backbone
@@ -43,7 +44,7 @@ class MaskedAutoencoderPretraining(PtftTask):
         decoder_depth: decoder blocks.
         decoder_heads: decoder attention heads.
         num_grid_images: images in the logged grid (0 disables it).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite: see :class:`PtftTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
     """
 
     def __init__(
@@ -60,8 +61,9 @@ class MaskedAutoencoderPretraining(PtftTask):
         lr_scheduler_interval: Literal["epoch", "step"] = "step",
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: Literal["raise", "skip"] = "raise",
+        torch_compile: bool = False,
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite)
+        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
         if not isinstance(backbone, ViT):
             raise ConfigError(f"model.backbone must be a ptft.backbones.ViT for masked autoencoding, got {type(backbone).__name__}")
         if not 0 < mask_ratio < 1:
@@ -74,6 +76,9 @@ class MaskedAutoencoderPretraining(PtftTask):
         self.norm_pix_loss = norm_pix_loss
         self.num_grid_images = num_grid_images
         self._grid_batch: torch.Tensor | None = None
+
+    def compile_regions(self) -> list[nn.Module]:
+        return [*super().compile_regions(), self.decoder]
 
     def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
         image_size = getattr(datamodule, "image_size", None)
