@@ -5,7 +5,8 @@ The data path is built for throughput: JPEGs decode at reduced size (libjpeg-tur
 is one antialiased resize on uint8 pixels, and images stay uint8 until they reach the device, where
 ``on_after_batch_transfer`` turns them into float images in [-1, 1] (channels_last). With
 ``decoded_cache=true`` the images are decoded once, a little above the target size, into a uint8
-memmap that every later epoch and every DDP rank reads (see :mod:`ptft.data.decoded_cache`); augmentations still run per epoch on it.
+memmap that every later epoch and every DDP rank reads (see :mod:`ptft.data.decoded_cache`);
+augmentations still run per epoch on it.
 
 Hostile inputs (zero-byte files, symlink loops, text with an image extension, truncated files,
 decompression bombs, class folders without images) stop the run with one line naming the file,
