@@ -91,17 +91,27 @@ class PtftArgumentParser(LightningArgumentParser):
 
 
 class PtftCLI(LightningCLI):
-    """LightningCLI in subclass mode with ptft's links from data to model."""
+    """LightningCLI in subclass mode. Data flows one way: the DataModule's ``spec``
+    (:class:`~ptft.data.spec.DataSpec`) is linked into the model as ``model.data_spec``, and a
+    fine-tuned model's ``pretrained`` checkpoint gives the data its tokenizer through the config
+    (``data.tokenizer``, when the DataModule takes one and it is not given)."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        # Applied only where the chosen model has the argument.
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
+        parser.link_arguments("data.spec", "model.init_args.data_spec", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        model, data = config.get("model"), config.get("data")
+        if model is None or data is None or "tokenizer" not in (data.get("init_args") or {}):
+            return
+        pretrained = (model.get("init_args") or {}).get("pretrained")
+        if pretrained is not None and data["init_args"]["tokenizer"] is None:
+            data["init_args"]["tokenizer"] = pretrained
 
     def _check_data(self) -> None:
-        check = getattr(self.model, "check_data", None)
-        if callable(check):
-            check(self.datamodule)
+        check, spec = getattr(self.model, "check_data", None), getattr(self.datamodule, "spec", None)
+        if callable(check) and spec is not None:
+            check(spec)
 
     before_validate = before_test = before_predict = _check_data
 

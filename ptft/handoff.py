@@ -1,16 +1,30 @@
-"""Backbone hand-off: export from a pretraining checkpoint, rebuild and load for fine-tuning.
+"""Hand-off from pretraining to fine-tuning: the named modules a task hands on (``backbone``, or an
+``encoder`` and a ``decoder``), exported from a checkpoint and rebuilt and loaded strictly.
 
-An export is a folder with ``backbone.safetensors`` (weights, keys without the ``backbone.``
-prefix) and ``backbone.json`` (``{"class_path", "init_args"}``), plus ``tokenizer.json`` for text models. Checkpoints are read with
-``torch.load(weights_only=True)``: nothing in them is unpickled as code.
+An export (format version 2) is a folder with
+
+* ``backbone.json``, the manifest: ``{"format_version": 2, "modules": {name: {"class_path",
+  "init_args"}}, "task", "source", "export_id"}`` (plus ``"labels"`` when the data had labels);
+* ``<name>.safetensors`` for each module (``backbone.safetensors``, or ``encoder.safetensors`` and
+  ``decoder.safetensors``), keys as the module's own ``state_dict`` has them (no prefix to strip);
+* ``tokenizer.json`` for text models.
+
+A ptft checkpoint holds the same under ``checkpoint["ptft"]`` (``format_version``, ``modules``,
+``tokenizer``, ``labels``). Exports and checkpoints written before format version 2 hold one module,
+``backbone`` (``backbone.json`` with ``class_path`` at the top; a checkpoint's ``ptft.backbone``),
+and still load. Checkpoints are read with
+``torch.load(weights_only=True)``: nothing in them is unpickled as code. Each source is read once
+per process (:func:`read_pretrained` keeps the last few, keyed by path, size and modification time).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +37,22 @@ from ptft.backbones.base import Backbone
 from ptft.errors import ConfigError, MissingPathError, OutputExistsError
 from ptft.reliability import safe_torch_load
 
-WEIGHTS_FILE = "backbone.safetensors"
+FORMAT_VERSION = 2
 SPEC_FILE = "backbone.json"
 TOKENIZER_FILE = "tokenizer.json"
-PREFIX = "backbone."
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """What a ptft checkpoint or export hands on: each module's spec and weights, the tokenizer
+    JSON (text models) and the label names (classifiers)."""
+
+    source: str
+    specs: dict[str, dict[str, Any]]
+    states: dict[str, dict[str, torch.Tensor]]
+    tokenizer: str | None = None
+    labels: list[str] | None = None
+    task: str | None = None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -34,49 +60,93 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return safe_torch_load(path)
 
 
-def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(spec, state_dict)`` of the backbone in a ptft ``.ckpt`` or an export folder."""
+def split_by_module(state: dict[str, torch.Tensor], names: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """``{name: {key without "<name>.": tensor}}`` of a state dict holding several modules."""
+    return {name: {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")} for name in names}
+
+
+def weights_file(name: str) -> str:
+    return f"{name}.safetensors"
+
+
+def _read_export(path: Path) -> Pretrained:
+    if not (path / SPEC_FILE).is_file():
+        raise MissingPathError(f"{path} is not a ptft export folder: {SPEC_FILE} missing")
+    try:
+        info = json.loads((path / SPEC_FILE).read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path / SPEC_FILE}: not valid JSON ({error})") from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"{path / SPEC_FILE}: expected a JSON object, got {type(info).__name__}")
+    version = info.get("format_version", 1)
+    if version > FORMAT_VERSION:
+        raise ConfigError(f"{path}: export format version {version} is newer than this ptft reads ({FORMAT_VERSION}); update ptft")
+    specs = info.get("modules") if version >= 2 else {"backbone": {k: info[k] for k in ("class_path", "init_args") if k in info}}
+    if not isinstance(specs, dict) or not specs:
+        raise ConfigError(f"{path / SPEC_FILE}: 'modules' must map module names to {{class_path, init_args}}")
+    missing = [weights_file(name) for name in specs if not (path / weights_file(name)).is_file()]
+    if missing:
+        raise MissingPathError(f"{path} is not a complete ptft export folder: {', '.join(missing)} missing")
+    for spec in specs.values():
+        build_backbone(spec)  # a spec that does not describe a backbone fails before any weights are read
+    states = {}
+    for name in specs:
+        file = path / weights_file(name)
+        try:
+            with safe_open(file, "pt") as weights:
+                export_id = (weights.metadata() or {}).get("ptft_export_id")
+            states[name] = load_file(file)
+        except Exception as error:  # safetensors raises its own error type
+            raise ConfigError(f"{file}: not a readable safetensors file ({error})") from None
+        if "export_id" in info and export_id != info["export_id"]:
+            raise ConfigError(f"{path}: {file.name} and {SPEC_FILE} come from different exports (an interrupted export?); run `ptft export` again")
+    tokenizer = (path / TOKENIZER_FILE).read_text(encoding="utf-8") if (path / TOKENIZER_FILE).is_file() else None
+    return Pretrained(str(path), specs, states, tokenizer, info.get("labels"), info.get("task"))
+
+
+def _read_checkpoint(path: Path) -> Pretrained:
+    checkpoint = load_checkpoint(path)
+    info = checkpoint.get("ptft") if isinstance(checkpoint, dict) else None
+    if not isinstance(info, dict) or not ("modules" in info or "backbone" in info):
+        raise ConfigError(f"{path} is not a ptft checkpoint (it has no module specs under checkpoint['ptft'])")
+    specs = info.get("modules") or {"backbone": info["backbone"]}
+    states = split_by_module(checkpoint["state_dict"], list(specs))
+    folded = info.get("folded_state_dicts") or ({"backbone": info["backbone_state_dict"]} if "backbone_state_dict" in info else {})
+    states.update(folded)  # modules with parametrized weights (spectral norm), stored as plain tensors
+    return Pretrained(str(path), specs, states, info.get("tokenizer"), info.get("labels"), info.get("task"))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_cached(path: Path, stamp: tuple) -> Pretrained:
+    return _read_export(path) if path.is_dir() else _read_checkpoint(path)
+
+
+def read_pretrained(source: str | os.PathLike) -> Pretrained:
+    """The modules, tokenizer and labels of a ptft ``.ckpt`` or export folder, read once per
+    process while the files are unchanged."""
     path = Path(source)
     if not path.exists():
         raise MissingPathError(f"{path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
-    if path.is_dir():
-        missing = [name for name in (WEIGHTS_FILE, SPEC_FILE) if not (path / name).is_file()]
-        if missing:
-            raise MissingPathError(f"{path} is not a ptft export folder: {', '.join(missing)} missing")
-        try:
-            spec = json.loads((path / SPEC_FILE).read_text())
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path / SPEC_FILE}: not valid JSON ({error})") from None
-        build_backbone(spec)  # a spec that does not describe a backbone fails before any weights are read
-        try:
-            with safe_open(path / WEIGHTS_FILE, "pt") as weights:
-                export_id = (weights.metadata() or {}).get("ptft_export_id")
-            state = load_file(path / WEIGHTS_FILE)
-        except Exception as error:  # safetensors raises its own error type
-            raise ConfigError(f"{path / WEIGHTS_FILE}: not a readable safetensors file ({error})") from None
-        if "export_id" in spec and export_id != spec["export_id"]:
-            raise ConfigError(f"{path}: {WEIGHTS_FILE} and {SPEC_FILE} come from different exports (an interrupted export?); run `ptft export` again")
-        return spec, state
-    checkpoint = load_checkpoint(path)
-    spec = checkpoint.get("ptft", {}).get("backbone") if isinstance(checkpoint, dict) else None
-    if spec is None:
-        raise ConfigError(f"{path} is not a ptft checkpoint (it has no backbone spec under checkpoint['ptft'])")
-    state = checkpoint["ptft"].get("backbone_state_dict")  # written when the weights are parametrized
-    if state is None:
-        state = {k[len(PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}
-    return spec, state
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else None for f in files)
+    return _read_cached(path.resolve(), stamp)
+
+
+def read_backbone(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(spec, state_dict)`` of the ``backbone`` module of a ptft ``.ckpt`` or export folder."""
+    pretrained = read_pretrained(source)
+    if "backbone" not in pretrained.specs:
+        raise ConfigError(f"{source} holds the modules {', '.join(pretrained.specs)}, not a single backbone")
+    return pretrained.specs["backbone"], pretrained.states["backbone"]
 
 
 def read_tokenizer(source: str | os.PathLike) -> str | None:
-    """The tokenizer JSON a text model was trained with, from a ptft ``.ckpt`` or an export folder;
-    None when there is none (an image model)."""
-    path = Path(source)
-    if not path.exists():
-        raise MissingPathError(f"{path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
-    if path.is_dir():
-        file = path / TOKENIZER_FILE
-        return file.read_text(encoding="utf-8") if file.is_file() else None
-    return load_checkpoint(path).get("ptft", {}).get("tokenizer")
+    """The tokenizer JSON a text model was trained with; None when there is none (an image model)."""
+    return read_pretrained(source).tokenizer
+
+
+def module_specs(modules: dict[str, Backbone]) -> dict[str, dict[str, Any]]:
+    return {name: module.spec() for name, module in modules.items()}
 
 
 def folded_state_dict(backbone: Backbone) -> dict[str, torch.Tensor] | None:
@@ -104,7 +174,7 @@ def folded_state_dict(backbone: Backbone) -> dict[str, torch.Tensor] | None:
 
 def build_backbone(spec: dict[str, Any]) -> Backbone:
     """Instantiate the backbone a spec describes (random weights); only Backbone subclasses."""
-    class_path = spec.get("class_path", "")
+    class_path = spec.get("class_path", "") if isinstance(spec, dict) else ""
     module_name, _, class_name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
@@ -115,9 +185,9 @@ def build_backbone(spec: dict[str, Any]) -> Backbone:
     return cls(**spec.get("init_args", {}))
 
 
-def load_backbone_weights(backbone: Backbone, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike, what: str = "backbone") -> None:
     """Strict load with a readable report of missing, unexpected and mis-shaped keys."""
-    own = backbone.state_dict()
+    own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     misshaped = [f"{k}: {tuple(state[k].shape)} in {source}, {tuple(own[k].shape)} here" for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
@@ -127,59 +197,73 @@ def load_backbone_weights(backbone: Backbone, state: dict[str, torch.Tensor], so
             return f"\n  {title} ({len(items)}):\n    {shown}" if items else ""
 
         raise ConfigError(
-            f"backbone weights in {source} do not match the configured {type(backbone).__name__}:"
+            f"{what} weights in {source} do not match the configured {type(module).__name__}:"
             + listing("missing", missing) + listing("unexpected", unexpected) + listing("mis-shaped", misshaped)
         )
-    backbone.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True)
+
+
+def load_module(pretrained: Pretrained, name: str = "backbone", configured: Backbone | None = None) -> Backbone:
+    """Module ``name`` of ``pretrained`` with its weights: built from its spec, or ``configured``
+    (it must be the same class; its ``adapt_state_dict`` may adapt the weights, e.g. a ViT's
+    position embedding to another image size)."""
+    if name not in pretrained.specs:
+        raise ConfigError(f"{pretrained.source} holds the modules {', '.join(pretrained.specs)}, not {name!r}")
+    spec, state = pretrained.specs[name], pretrained.states[name]
+    if configured is None:
+        module = build_backbone(spec)
+    elif spec.get("class_path") != configured.spec()["class_path"]:
+        raise ConfigError(
+            f"model.pretrained {pretrained.source} holds a {spec.get('class_path')}, but model.{name} is a "
+            f"{configured.spec()['class_path']}; drop model.{name} to use the pretrained one as it is"
+        )
+    else:
+        module, state = configured, configured.adapt_state_dict(state, spec)
+    load_weights(module, state, pretrained.source, name)
+    return module
 
 
 def load_backbone(source: str | os.PathLike, backbone: Backbone | None = None) -> Backbone:
-    """The pretrained backbone from ``source``, built from its spec, or ``backbone`` with its weights
-    loaded when one is configured (it must be the same class)."""
-    spec, state = read_backbone(source)
-    if backbone is None:
-        backbone = build_backbone(spec)
-    elif spec.get("class_path") != backbone.spec()["class_path"]:
-        raise ConfigError(
-            f"model.pretrained {source} holds a {spec.get('class_path')}, but model.backbone is a "
-            f"{backbone.spec()['class_path']}; drop model.backbone to use the pretrained one as it is"
-        )
-    else:
-        state = backbone.adapt_state_dict(state, spec)
-    load_backbone_weights(backbone, state, source)
-    return backbone
+    """The pretrained ``backbone`` of a ``.ckpt`` or export folder (see :func:`load_module`)."""
+    return load_module(read_pretrained(source), "backbone", backbone)
 
 
 def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write ``out_dir/backbone.safetensors`` and ``out_dir/backbone.json`` from a ptft checkpoint.
+    """Write the hand-off modules of a ptft checkpoint (or another export) to ``out_dir``.
 
-    Files are written under temporary names, fsynced and renamed into place, so a failed export
-    leaves any previous export untouched; both files carry the same export id, so a pair mixed by
-    a crash between the two renames is refused when read. An existing export is replaced only
-    with ``overwrite``.
+    Files are written under temporary names, fsynced and renamed into place, the manifest last, so
+    a failed export leaves any previous export untouched; the weights and the manifest carry the
+    same export id, so files mixed by a crash between the renames are refused when read. An
+    existing export is replaced only with ``overwrite``.
     """
     out = Path(out_dir)
-    if (out / WEIGHTS_FILE).exists() and not overwrite:
-        raise OutputExistsError(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it")
-    spec, state = read_backbone(checkpoint)
-    build_backbone(spec)  # the spec must rebuild before anything is written
-    tokenizer = read_tokenizer(checkpoint)
+    if (out / SPEC_FILE).exists() and not overwrite:
+        raise OutputExistsError(f"{out / SPEC_FILE} exists; pass --overwrite to replace it")
+    pretrained = read_pretrained(checkpoint)
+    for spec in pretrained.specs.values():
+        build_backbone(spec)  # every spec must rebuild before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    tmp_weights, tmp_spec = out / f".{WEIGHTS_FILE}.tmp-{os.getpid()}", out / f".{SPEC_FILE}.tmp-{os.getpid()}"
-    export_id = uuid.uuid4().hex  # in both files: a reader refuses a pair from different exports
+    export_id = uuid.uuid4().hex  # in every file: a reader refuses files from different exports
+    info = {"format_version": FORMAT_VERSION, "modules": pretrained.specs, "task": pretrained.task,
+            "source": str(Path(checkpoint).resolve()), "export_id": export_id}
+    if pretrained.labels is not None:
+        info["labels"] = pretrained.labels
+    tmp = {name: out / f".{weights_file(name)}.tmp-{os.getpid()}" for name in pretrained.specs}
+    tmp[SPEC_FILE] = out / f".{SPEC_FILE}.tmp-{os.getpid()}"
     try:
-        if tokenizer is not None:  # written first: the weights and spec make an export complete
+        if pretrained.tokenizer is not None:  # written first: the weights and the manifest make an export complete
             tmp_tokenizer = out / f".{TOKENIZER_FILE}.tmp-{os.getpid()}"
-            tmp_tokenizer.write_text(tokenizer, encoding="utf-8")
+            tmp_tokenizer.write_text(pretrained.tokenizer, encoding="utf-8")
             os.replace(tmp_tokenizer, out / TOKENIZER_FILE)
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp_weights, metadata={"ptft_export_id": export_id})
-        tmp_spec.write_text(json.dumps({**spec, "source": str(Path(checkpoint).resolve()), "export_id": export_id}, indent=2) + "\n")
-        for tmp in (tmp_weights, tmp_spec):
-            with open(tmp, "rb") as f:
+        for name, state in pretrained.states.items():
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp[name], metadata={"ptft_export_id": export_id})
+        tmp[SPEC_FILE].write_text(json.dumps(info, indent=2) + "\n")
+        for file in tmp.values():
+            with open(file, "rb") as f:
                 os.fsync(f.fileno())
-        os.replace(tmp_weights, out / WEIGHTS_FILE)
-        os.replace(tmp_spec, out / SPEC_FILE)
+        for name, file in tmp.items():
+            os.replace(file, out / (name if name == SPEC_FILE else weights_file(name)))
     finally:
-        for tmp in (tmp_weights, tmp_spec):
-            tmp.unlink(missing_ok=True)
+        for file in tmp.values():
+            file.unlink(missing_ok=True)
     return out

@@ -8,26 +8,23 @@
   previous checkpoint stays loadable until the new one is complete. Loads always use
   ``torch.load(weights_only=True)`` (also for ``--ckpt_path``): a checkpoint whose unpickling
   would run code is refused with a :class:`ConfigError`.
-* :func:`rng_states` / :func:`restore_rng_states`: the global random streams, stored in every
-  ptft checkpoint (weights_only-safe types) so a resumed run draws what the uninterrupted one drew.
-* :class:`PreemptionCheckpoint`: on SIGTERM (Lightning raises ``SIGTERMException`` on every rank
-  at the end of the current batch) saves ``last.ckpt`` where ModelCheckpoint keeps it.
+* :func:`find_last_checkpoint`: what ``--ckpt_path last`` resumes.
+
+The callbacks every run gets (RNG states, preemption, the non-finite guard, checkpoint metadata,
+and the one installing :class:`AtomicCheckpointIO`) are in :mod:`ptft.callbacks`.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import random
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ptft.errors import ConfigError, MissingPathError
 
@@ -90,46 +87,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return safe_torch_load(path, map_location)
 
 
-def install_atomic_checkpoint_io(trainer: pl.Trainer) -> None:
-    """Use :class:`AtomicCheckpointIO` where the trainer has Lightning's default CheckpointIO
-    (a CheckpointIO given in ``trainer.plugins`` is kept)."""
-    strategy = trainer.strategy
-    if type(strategy.checkpoint_io) is TorchCheckpointIO:
-        strategy.checkpoint_io = AtomicCheckpointIO()
-
-
-def rng_states() -> dict[str, Any]:
-    """The global random states of torch (CPU and CUDA), numpy and Python, as tensors, lists and
-    numbers only (loadable with weights_only=True)."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    version, state, python_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "torch.cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(gauss)],
-        "python": [version, list(state), python_gauss],
-    }
-
-
-def restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    cuda = states.get("torch.cuda") or []
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    kind, keys, position, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
-    version, state, python_gauss = states["python"]
-    random.setstate((version, tuple(state), python_gauss))
-
-
-def last_checkpoint_path(trainer: pl.Trainer) -> Path:
-    """Where ModelCheckpoint keeps ``last.ckpt`` (``<default_root_dir>/checkpoints`` without one)."""
-    callback = next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)), None)
-    if callback is not None and callback.dirpath:
-        return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-
-
 def find_last_checkpoint(trainer: pl.Trainer) -> Path | None:
     """The newest ``last*.ckpt`` of earlier runs writing where ``trainer`` writes: ModelCheckpoint
     folders given by ``dirpath``, else the ``<run>/checkpoints`` folders of every run (version)
@@ -153,20 +110,3 @@ def find_last_checkpoint(trainer: pl.Trainer) -> Path | None:
     candidates = [path for folder in folders for path in folder.glob("last*.ckpt") if path.is_file()]
     candidates += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")  # saved by Lightning's SLURM requeue handler
     return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
-
-
-class PreemptionCheckpoint(pl.Callback):
-    """On SIGTERM, save ``last.ckpt`` after the current batch (every rank takes part; rank 0
-    writes), so ``ptft fit ... --ckpt_path last`` continues from that batch. The ``ptft`` command
-    then exits with code 143. Other exceptions save nothing: the last periodic checkpoint stays."""
-
-    def __init__(self) -> None:
-        self.saved_path: Path | None = None
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
-            return
-        path = last_checkpoint_path(trainer)
-        trainer.save_checkpoint(path)
-        self.saved_path = path
-        exception.ptft_checkpoint = str(path)  # type: ignore[attr-defined]  # the CLI reports it

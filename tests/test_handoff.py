@@ -2,16 +2,23 @@ import json
 import pickle
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file
 
-from ptft.backbones import DCGANEncoder
+from conftest import TESTS, make_sentiment_tsv
+from ptft.backbones import DCGANEncoder, TextTransformer
 from ptft.cli import main
-from ptft.handoff import export_backbone, load_checkpoint, read_backbone
+from ptft.data import ImageFolderDataModule, TextClassificationDataModule
+from ptft.handoff import FORMAT_VERSION, export_backbone, load_checkpoint, load_module, read_backbone, read_pretrained
+from ptft.tasks import AutoencoderPretraining, Classification
+
+LEGACY = TESTS / "fixtures"  # exports written before the format had a version
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
+    """A checkpoint in the layout before format version 2 (``ptft.backbone``), plus pretext weights."""
     backbone = DCGANEncoder(base_width=8, num_layers=2)
     state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
     state["decoder.weight"] = torch.zeros(3)
@@ -26,9 +33,84 @@ def test_export_writes_safetensors_without_prefix_and_a_rebuildable_spec(tmp_pat
     weights = load_file(tmp_path / "out" / "backbone.safetensors")
     assert set(weights) == set(backbone.state_dict())  # no "backbone." prefix, no decoder
     assert all(torch.equal(weights[k], v) for k, v in backbone.state_dict().items())
-    spec = json.loads((tmp_path / "out" / "backbone.json").read_text())
+    manifest = json.loads((tmp_path / "out" / "backbone.json").read_text())
+    assert manifest["format_version"] == FORMAT_VERSION and list(manifest["modules"]) == ["backbone"]
+    spec = manifest["modules"]["backbone"]
     assert spec["class_path"] == "ptft.backbones.dcgan.DCGANEncoder" and spec["init_args"]["base_width"] == 8
     assert "backbone.safetensors" in capsys.readouterr().out
+
+
+def fit_briefly(model, datamodule, tmp_path):
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path, limit_val_batches=1, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=datamodule)
+    return trainer
+
+
+def test_an_image_export_written_before_the_format_version_still_fine_tunes(image_tree, tmp_path):
+    legacy = LEGACY / "legacy_export_dcgan"
+    assert "format_version" not in json.loads((legacy / "backbone.json").read_text())
+    state = load_file(legacy / "backbone.safetensors")
+    data = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0)
+    model = Classification(pretrained=str(legacy), mode="full", data_spec=data.spec)
+    assert model.num_classes == 3 and all(torch.equal(model.backbone.state_dict()[k], v) for k, v in state.items())
+    trainer = fit_briefly(model, data, tmp_path)
+    assert trainer.global_step == 2 and not torch.equal(model.backbone.state_dict()["layers.0.weight"], state["layers.0.weight"])
+    export_backbone(legacy, tmp_path / "again")  # an old export re-exports in the current format
+    assert json.loads((tmp_path / "again/backbone.json").read_text())["format_version"] == FORMAT_VERSION
+    assert read_backbone(tmp_path / "again")[0] == read_backbone(legacy)[0]
+
+
+def test_a_text_export_written_before_the_format_version_still_fine_tunes_with_its_tokenizer(tmp_path):
+    legacy = LEGACY / "legacy_export_mlm"
+    for name, rows in (("train.tsv", 64), ("dev.tsv", 16)):
+        make_sentiment_tsv(tmp_path / "sst2" / name, rows)
+    data = TextClassificationDataModule(root=str(tmp_path / "sst2"), test_file=None, max_length=32, batch_size=8, tokenizer=str(legacy))
+    model = Classification(pretrained=str(legacy), data_spec=data.spec)
+    assert isinstance(model.backbone, TextTransformer) and data.spec.tokenizer.same_as(model.pretrained_tokenizer)
+    assert fit_briefly(model, data, tmp_path).global_step == 2
+
+
+class TwoModuleTask(AutoencoderPretraining):
+    """A task handing on two named modules, as a seq2seq model hands on an encoder and a decoder."""
+
+    def __init__(self, **kwargs):
+        super().__init__(DCGANEncoder(base_width=4, num_layers=2), decoder_width=4, **kwargs)
+        self.second = DCGANEncoder(base_width=2, num_layers=1)
+
+    def handoff_modules(self):
+        return {"backbone": self.backbone, "second": self.second}
+
+
+def test_the_hand_off_carries_named_modules_with_a_format_version(image_tree, tmp_path):
+    model = TwoModuleTask()
+    trainer = fit_briefly(model, ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0), tmp_path)
+    trainer.save_checkpoint(tmp_path / "two.ckpt")
+    info = load_checkpoint(tmp_path / "two.ckpt")["ptft"]
+    assert info["format_version"] == FORMAT_VERSION and list(info["modules"]) == ["backbone", "second"]
+    assert info["labels"] == ["cat", "dog", "owl"] and info["task"].endswith("TwoModuleTask")
+    out = export_backbone(tmp_path / "two.ckpt", tmp_path / "export")
+    assert set(load_file(out / "second.safetensors")) == set(model.second.state_dict())  # each module its own file, no prefix
+    pretrained = read_pretrained(out)
+    second = load_module(pretrained, "second")
+    assert all(torch.equal(second.state_dict()[k], v) for k, v in model.second.state_dict().items())
+    with pytest.raises(ValueError, match="holds the modules backbone, second, not 'decoder'"):
+        load_module(pretrained, "decoder")
+
+
+def test_each_source_is_read_once_until_it_changes(tmp_path, checkpoint, monkeypatch):
+    path, _ = checkpoint
+    reads = []
+    import ptft.handoff as handoff
+
+    original = handoff.load_checkpoint
+    monkeypatch.setattr(handoff, "load_checkpoint", lambda p: reads.append(p) or original(p))
+    first = read_pretrained(path)
+    assert read_pretrained(path) is first and read_backbone(path) and len(reads) == 1
+    torch.save(load_checkpoint(path), path)  # rewritten: read again
+    path.touch()
+    read_pretrained(path)
+    assert len(reads) == 2
 
 
 def test_export_does_not_overwrite_an_existing_export(tmp_path, checkpoint):
@@ -78,10 +160,8 @@ def test_spec_must_name_a_backbone(tmp_path):
     out.mkdir()
     (out / "backbone.safetensors").write_bytes(b"")
     (out / "backbone.json").write_text(json.dumps({"class_path": "os.system", "init_args": {}}))
-    from ptft.tasks import FineTuning
-
     with pytest.raises(ValueError, match="'os.system' is not a ptft.backbones.Backbone"):
-        FineTuning(num_classes=2, pretrained=str(out))
+        Classification(num_classes=2, pretrained=str(out))
     (out / "backbone.json").write_text(json.dumps(DCGANEncoder().spec()))
     with pytest.raises(ValueError, match="backbone.safetensors: not a readable safetensors file"):
-        FineTuning(num_classes=2, pretrained=str(out))
+        Classification(num_classes=2, pretrained=str(out))

@@ -1,30 +1,41 @@
-"""The contract every ptft backbone follows, so any task can use any backbone."""
+"""The contracts every ptft backbone follows, one per input kind, so any task can use any backbone
+of the kind its data gives.
+
+* :class:`SpatialBackbone` (images): ``forward_features(x) -> (B, C, H, W)`` with its
+  ``feature_channels`` and ``feature_stride``.
+* :class:`SequenceBackbone` (text, audio): ``forward_features(x) -> SequenceFeatures`` holding
+  ``(B, T, C)`` states and a padding mask.
+
+Both give pooled features ``(B, out_dim)`` from ``forward`` and ``layer_groups()`` for layer-wise
+learning-rate decay, and record the arguments they were built with (``spec()``), so a backbone is
+rebuilt from an export or checkpoint without repeating its configuration.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
+
+from ptft.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ptft.data.spec import DataSpec
 
 
 class Backbone(nn.Module):
     """A network that is pretrained, handed off and fine-tuned.
 
-    Subclasses set ``out_dim`` (size of the pooled features), ``feature_channels`` and
-    ``feature_stride`` (channels and downsampling factor of the spatial feature map) and
-    ``dropout`` (applied to pooled features), and implement ``forward_features(x) -> (B, C, H, W)``.
-    ``pool`` is global average pooling; override it for other poolings.
-
-    The arguments a subclass was built with are recorded, so a backbone can be rebuilt from its
-    ``spec()`` (``{"class_path", "init_args"}``) without repeating its configuration.
+    Subclasses set ``out_dim`` (size of the pooled features) and ``dropout`` (applied to pooled
+    features). ``input_kind`` names what the backbone reads (``image``, ``text``, ...); it must
+    match the ``input_kind`` of the DataModule's :class:`~ptft.data.spec.DataSpec`.
     """
 
+    input_kind: ClassVar[str]
     out_dim: int
-    feature_channels: int
-    feature_stride: int
     dropout: nn.Module
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -47,15 +58,23 @@ class Backbone(nn.Module):
         cls = type(self)
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(self._init_args)}
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def pool(self, features: torch.Tensor) -> torch.Tensor:
-        return self.dropout(features.mean(dim=(2, 3)))
+    def check_data(self, spec: DataSpec) -> None:
+        """Raise a ConfigError if this backbone cannot read the data ``spec`` describes."""
+        if spec.input_kind != self.input_kind:
+            raise ConfigError(
+                f"the data gives {spec.input_kind} inputs, but the backbone {type(self).__name__} reads "
+                f"{self.input_kind} inputs; use a backbone for {spec.input_kind} data"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``(B, out_dim)``."""
-        return self.pool(self.forward_features(x))
+        return self.dropout(self.pool(self.forward_features(x)))
+
+    def forward_features(self, x: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def pool(self, features: Any) -> torch.Tensor:
+        raise NotImplementedError
 
     def compile_regions(self) -> list[nn.Module]:
         """What a task's ``torch_compile`` compiles: each child module with parameters, and each
@@ -81,3 +100,61 @@ class Backbone(nn.Module):
         groups = [[n for n, p in self.named_parameters(recurse=False)]]
         groups += [[f"{name}.{n}" for n, _ in child.named_parameters()] for name, child in self.named_children()]
         return [g for g in groups if g]
+
+
+def transformer_layer_groups(backbone: nn.Module, num_blocks: int) -> list[list[str]]:
+    """Embeddings (everything outside ``blocks.*`` and ``norm.*``), each of ``blocks.0`` ...,
+    then the final ``norm``: the layer groups of a Transformer backbone."""
+    names = [n for n, _ in backbone.named_parameters()]
+    blocks = [[n for n in names if n.startswith(f"blocks.{i}.")] for i in range(num_blocks)]
+    embeddings = [n for n in names if not n.startswith(("blocks.", "norm."))]
+    return [embeddings, *blocks, [n for n in names if n.startswith("norm.")]]
+
+
+class SpatialBackbone(Backbone):
+    """A backbone of images: ``forward_features(x) -> (B, feature_channels, H / feature_stride,
+    W / feature_stride)``; ``pool`` is the global average."""
+
+    input_kind: ClassVar[str] = "image"
+    feature_channels: int
+    feature_stride: int
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        return features.mean(dim=(2, 3))
+
+
+class SequenceFeatures(NamedTuple):
+    """States of a sequence backbone: ``states`` ``(B, T, C)`` and ``mask`` ``(B, T)``, True at
+    real (non-padding) positions; ``mask`` is None when nothing is padded."""
+
+    states: torch.Tensor
+    mask: torch.Tensor | None
+
+
+POOLS = ("cls", "mean", "last")
+
+
+class SequenceBackbone(Backbone):
+    """A backbone of sequences (tokens, audio frames): ``forward_features(x) -> SequenceFeatures``.
+    ``pool`` takes the first position (``cls``), the ``mean`` of the real positions, or the
+    ``last`` real one, as ``pool_kind`` says."""
+
+    pool_kind: str = "mean"
+
+    @staticmethod
+    def check_pool(pool: str) -> str:
+        if pool not in POOLS:
+            raise ConfigError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        return pool
+
+    def pool(self, features: SequenceFeatures) -> torch.Tensor:
+        states, mask = features
+        if mask is None:
+            mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+        if self.pool_kind == "cls":
+            return states[:, 0]
+        if self.pool_kind == "mean":
+            weights = mask.to(states.dtype)[..., None]
+            return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        last = (mask.sum(1) - 1).clamp(min=0)
+        return states[torch.arange(len(states), device=states.device), last]

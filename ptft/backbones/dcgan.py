@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ptft.backbones.base import Backbone
+from ptft.backbones.base import SpatialBackbone
 from ptft.backbones.norm import NormKind, norm_layer
 from ptft.errors import ConfigError
 
 
-class DCGANEncoder(Backbone):
+class DCGANEncoder(SpatialBackbone):
     """Stack of 4x4 stride-2 convolutions with LeakyReLU(0.2), channels doubling per layer.
 
     Each layer halves the resolution, so ``num_layers=4`` maps 64 px to a 4x4 feature map (and

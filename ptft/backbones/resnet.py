@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from torchvision import models
 
-from ptft.backbones.base import Backbone
+from ptft.backbones.base import SpatialBackbone
 from ptft.backbones.norm import NormKind, norm_layer
 from ptft.errors import ConfigError
 
 _OUT_DIM = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
 
-class ResNet(Backbone):
+class ResNet(SpatialBackbone):
     """torchvision ResNet without its classifier, returning globally average-pooled features.
 
     Args:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 
-from ptft.backbones.base import Backbone
+from ptft.backbones.base import SequenceBackbone, SequenceFeatures, transformer_layer_groups
 from ptft.backbones.transformer import TransformerBlock
 from ptft.errors import ConfigError
 
+if TYPE_CHECKING:
+    from ptft.data.spec import DataSpec
 
-class TextTransformer(Backbone):
+
+class TextTransformer(SequenceBackbone):
     """Token + learned position embeddings, pre-LN Transformer blocks (``scaled_dot_product_attention``),
-    final LayerNorm. ``forward`` pools the token states of padded sequences for classification;
-    ``hidden_states`` gives every token's state (language-model heads tie their output weights to
+    final LayerNorm. A sequence backbone (``input_kind: text``): ``forward_features`` gives every
+    token's state with the padding mask, ``forward`` pools them for classification, and
+    ``hidden_states`` gives the states alone (language-model heads tie their output weights to
     ``token_embedding``).
 
     Args:
@@ -33,6 +37,8 @@ class TextTransformer(Backbone):
         attention_dropout: dropout on the attention weights.
     """
 
+    input_kind = "text"
+
     def __init__(
         self,
         vocab_size: int = 8192,
@@ -48,14 +54,12 @@ class TextTransformer(Backbone):
         attention_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if pool not in ("cls", "mean", "last"):
-            raise ConfigError(f"pool must be 'cls', 'mean' or 'last', got {pool!r}")
         if vocab_size < 2 or max_length < 1:
             raise ConfigError(f"vocab_size must be >= 2 and max_length >= 1, got {vocab_size} and {max_length}")
         self.vocab_size = vocab_size
         self.max_length = max_length
         self.causal = causal
-        self.pool_kind = pool
+        self.pool_kind = self.check_pool(pool)
         self.pad_id = pad_id
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.position_embedding = nn.Parameter(torch.zeros(max_length, width))
@@ -63,8 +67,7 @@ class TextTransformer(Backbone):
         self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout, attention_dropout=attention_dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
-        self.out_dim = self.feature_channels = width
-        self.feature_stride = 1
+        self.out_dim = width
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -75,10 +78,12 @@ class TextTransformer(Backbone):
                 nn.init.normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
 
-    def check_data(self, tokenizer, block_size: int | None) -> None:
-        """Raise a ConfigError unless ``tokenizer``'s ids (and blocks of ``block_size``) fit this backbone."""
-        if block_size is not None and block_size > self.max_length:
-            raise ConfigError(f"data.block_size / max_length {block_size} is longer than the backbone's max_length {self.max_length}")
+    def check_data(self, spec: DataSpec) -> None:
+        """Raise a ConfigError unless the data's token ids and sequence length fit this backbone."""
+        super().check_data(spec)
+        if spec.max_length is not None and spec.max_length > self.max_length:
+            raise ConfigError(f"data.block_size / max_length {spec.max_length} is longer than the backbone's max_length {self.max_length}")
+        tokenizer = spec.tokenizer
         if tokenizer is None:
             return
         if tokenizer.vocab_size > self.vocab_size:
@@ -102,26 +107,10 @@ class TextTransformer(Backbone):
             x = block(x, mask, self.causal)
         return self.norm(x)
 
-    def forward_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.hidden_states(tokens)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``(B, width)`` of (right-)padded ids ``(B, T)``."""
-        states = self.hidden_states(tokens)
-        keep = tokens != self.pad_id
-        if self.pool_kind == "cls":
-            pooled = states[:, 0]
-        elif self.pool_kind == "mean":
-            weights = keep.to(states.dtype)[..., None]
-            pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
-        else:
-            last = (keep.sum(1) - 1).clamp(min=0)
-            pooled = states[torch.arange(len(states), device=states.device), last]
-        return self.dropout(pooled)
+    def forward_features(self, tokens: torch.Tensor) -> SequenceFeatures:
+        """States ``(B, T, width)`` of (right-)padded ids ``(B, T)`` and their padding mask."""
+        return SequenceFeatures(self.hidden_states(tokens), tokens != self.pad_id)
 
     def layer_groups(self) -> list[list[str]]:
         """Embeddings, each block, final norm: the units of layer-wise learning-rate decay."""
-        names = [n for n, _ in self.named_parameters()]
-        blocks = [[n for n in names if n.startswith(f"blocks.{i}.")] for i in range(len(self.blocks))]
-        embeddings = [n for n in names if not n.startswith(("blocks.", "norm."))]
-        return [embeddings, *blocks, [n for n in names if n.startswith("norm.")]]
+        return transformer_layer_groups(self, len(self.blocks))

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptft.backbones.base import Backbone
+from ptft.backbones.base import SpatialBackbone, transformer_layer_groups
 from ptft.backbones.transformer import TransformerBlock
 from ptft.errors import ConfigError
 
@@ -37,7 +37,7 @@ def resize_position_embedding(embedding: torch.Tensor, old_grid: tuple[int, int]
     return resized.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], dim).to(embedding.dtype)
 
 
-class ViT(Backbone):
+class ViT(SpatialBackbone):
     """Patch embedding + position embedding + [class token] + pre-LN Transformer blocks.
 
     ``forward_features`` returns the patch tokens as a ``(B, width, H/patch, W/patch)`` map, so
@@ -175,9 +175,5 @@ class ViT(Backbone):
         return state
 
     def layer_groups(self) -> list[list[str]]:
-        """Parameter names from input to output, one group per depth (embeddings, each block,
-        final norm): the units of layer-wise learning-rate decay."""
-        names = [n for n, _ in self.named_parameters()]
-        blocks = [[n for n in names if n.startswith(f"blocks.{i}.")] for i in range(len(self.blocks))]
-        embeddings = [n for n in names if not n.startswith(("blocks.", "norm."))]
-        return [embeddings, *blocks, [n for n in names if n.startswith("norm.")]]
+        """Embeddings, each block, final norm: the units of layer-wise learning-rate decay."""
+        return transformer_layer_groups(self, len(self.blocks))

@@ -33,7 +33,8 @@ class KNNMonitor(pl.Callback):
         self.train_split, self.eval_split = train_split, eval_split
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not hasattr(trainer.datamodule, "feature_dataloader") or not hasattr(trainer.datamodule, "num_classes"):
+        spec = getattr(trainer.datamodule, "spec", None)
+        if not hasattr(trainer.datamodule, "feature_dataloader") or spec is None or spec.num_classes is None:
             raise ConfigError("KNNMonitor needs a labelled DataModule with feature_dataloader(), e.g. ptft.data.ImageFolderDataModule")
 
     @torch.no_grad()
@@ -62,7 +63,7 @@ class KNNMonitor(pl.Callback):
             query = self.features(trainer, pl_module, self.eval_split)
         finally:
             backbone.train(was_training)
-        predictions = knn_predict(*train, query[0], trainer.datamodule.num_classes, self.k, self.temperature)
+        predictions = knn_predict(*train, query[0], trainer.datamodule.spec.num_classes, self.k, self.temperature)
         return (predictions == query[1]).float().mean()
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -30,6 +30,7 @@ from ptft.data import decoded_cache as dcache
 from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, collate_images, decode_error,
                                 decode_image, load_rgb, source_side)
 from ptft.data.paths import resolve_data_path
+from ptft.data.spec import DataSpec
 from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
 from ptft.errors import ConfigError, CorruptImageError, MissingPathError
@@ -169,7 +170,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.decoded_cache = decoded_cache
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else dcache.default_cache_root(self.root)
         self.classes = self._check_class_folders()
-        self.num_classes = len(self.classes)
+        self.spec = DataSpec("image", num_classes=len(self.classes), label_names=self.classes, image_size=image_size)
         # Scanned now, so that bad trees fail before a trainer or logger writes anything.
         self.skipped_files: list[str] = []
         self.samples = {stage: self._samples(stage) for stage, split in self.splits.items() if split is not None}

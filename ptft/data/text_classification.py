@@ -15,6 +15,7 @@ from ptft.data.paths import resolve_data_path
 from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
 from ptft.data.text_files import check_text_file
+from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, train_tokenizer
 from ptft.errors import ConfigError, MissingPathError
 
@@ -111,9 +112,9 @@ class PadCollate:
 class TextClassificationDataModule(pl.LightningDataModule):
     """Text classification from TSV / CSV / JSONL files: ``<cls> text <sep>`` token ids, truncated
     to ``max_length`` and padded per batch. Label names map to ids (``label_names``, saved in
-    checkpoints); a val/test label never seen in training is an error. The tokenizer is the
-    pretrained model's (``FineTuning`` hands it over from ``model.pretrained``), a given one, or
-    one trained on the training texts.
+    checkpoints); a val/test label never seen in training is an error. The tokenizer is a given
+    one (the ``ptft`` CLI gives the pretrained model's: ``model.pretrained``), or one trained on the
+    training texts. What the model needs is in ``spec`` (:class:`~ptft.data.spec.DataSpec`).
 
     Args:
         root: folder holding the files (relative paths are also looked up under ``$PTFT_DATA``).
@@ -128,7 +129,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         batch_size: texts per batch (per device).
         num_workers: DataLoader worker processes.
         tokenizer: a ``tokenizer.json``, or a ptft checkpoint / export folder whose tokenizer to use;
-            None: the pretrained model's, or (from random init) one trained on ``train_file``.
+            None: the ``ptft`` CLI sets it to ``model.pretrained`` when the model has one, else one
+            is trained on ``train_file``.
         tokenizer_kind, vocab_size, min_frequency: settings of a tokenizer trained here.
     """
 
@@ -176,30 +178,20 @@ class TextClassificationDataModule(pl.LightningDataModule):
                     f"{self.files['train']} (training labels: {', '.join(map(repr, self.label_names))})"
                 )
         self.max_length = max_length
-        self.block_size = max_length
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.tokenizer_settings = {"kind": tokenizer_kind, "vocab_size": vocab_size, "min_frequency": min_frequency}
-        self.tokenizer: TextTokenizer | None = load_tokenizer(tokenizer, "data.tokenizer") if tokenizer is not None else None
-        self.tokenizer_source = tokenizer
+        self.spec = DataSpec("text", num_classes=len(self.label_names), label_names=self.label_names, max_length=max_length,
+                             tokenizer=load_tokenizer(tokenizer, "data.tokenizer") if tokenizer is not None else None)
         self.datasets: dict[str, EncodedTexts] = {}
 
     @property
-    def num_classes(self) -> int:
-        return len(self.label_names)
-
-    def use_tokenizer(self, tokenizer: TextTokenizer, source: str) -> None:
-        """Encode with ``tokenizer`` (the pretrained model's); a different configured one is an error."""
-        if self.tokenizer is not None and not self.tokenizer.same_as(tokenizer):
-            raise ConfigError(
-                f"data.tokenizer {self.tokenizer_source} is not the tokenizer {source} was trained with: token ids would "
-                "mean other tokens; drop data.tokenizer to use the pretrained one"
-            )
-        self.tokenizer, self.tokenizer_source = tokenizer, source
+    def tokenizer(self) -> TextTokenizer | None:
+        return self.spec.tokenizer
 
     def setup(self, stage: str | None = None) -> None:
-        if self.tokenizer is None:
-            self.tokenizer = train_tokenizer((text for text, _ in self.rows["train"]), **self.tokenizer_settings)
+        if self.spec.tokenizer is None:
+            self.spec.tokenizer = train_tokenizer((text for text, _ in self.rows["train"]), **self.tokenizer_settings)
         ids = {name: i for i, name in enumerate(self.label_names)}
         tok = self.tokenizer
         for split, rows in self.rows.items():

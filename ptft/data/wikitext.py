@@ -24,6 +24,7 @@ from ptft.data.paths import resolve_data_path
 from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
 from ptft.data.text_files import check_text_file, default_cache_dir, file_digest, read_lines
+from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, tokenizer_settings, train_tokenizer
 from ptft.errors import ConfigError, MissingPathError
 
@@ -90,7 +91,8 @@ class TokenBlocks(Dataset):
 
 class WikiTextDataModule(pl.LightningDataModule):
     """Blocks of ``block_size`` tokens from WikiText-style text files (``.tokens``, ``.raw`` or any
-    UTF-8 text), for masked- and causal-LM pretraining.
+    UTF-8 text), for masked- and causal-LM pretraining. What the model needs is in ``spec``
+    (:class:`~ptft.data.spec.DataSpec`); a trained tokenizer enters it in ``prepare_data`` / ``setup``.
 
     Args:
         root: folder holding the files (relative paths are also looked up under ``$PTFT_DATA``).
@@ -144,9 +146,13 @@ class WikiTextDataModule(pl.LightningDataModule):
         self.tokenizer_source = tokenizer
         self.settings = tokenizer_settings(tokenizer_kind, vocab_size, min_frequency)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir() / "text"
-        self.tokenizer: TextTokenizer | None = None
+        self.spec = DataSpec("text", max_length=block_size)
         self.datasets: dict[str, TokenBlocks] = {}
         self._digests: dict[tuple, str] = {}
+
+    @property
+    def tokenizer(self) -> TextTokenizer | None:
+        return self.spec.tokenizer
 
     def _digest(self, path: Path) -> str:
         stat = path.stat()
@@ -181,15 +187,15 @@ class WikiTextDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.tokenizer = self._load_or_train_tokenizer(train=True)
+        self.spec.tokenizer = self._load_or_train_tokenizer(train=True)
         for split in self.files:
             out = self._tokens_path(split)
             if not out.is_file():
                 tokenize_file(self.files[split], self.tokenizer, out)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.tokenizer is None:
-            self.tokenizer = self._load_or_train_tokenizer(train=False)
+        if self.spec.tokenizer is None:
+            self.spec.tokenizer = self._load_or_train_tokenizer(train=False)
         for split in self.files:
             path = self._tokens_path(split)
             if not path.is_file():

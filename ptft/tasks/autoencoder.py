@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchvision.utils import make_grid
 
-from ptft.backbones.base import Backbone
+from ptft.backbones.base import Backbone, SpatialBackbone
+from ptft.data.spec import DataSpec
 from ptft.image_logging import log_image
 from ptft.pretext.conv_decoder import ConvDecoder
-from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
+from ptft.tasks.base import PtftTask
 from ptft.errors import ConfigError
 
 
@@ -42,7 +41,7 @@ class AutoencoderPretraining(PtftTask):
         loss: ``mse`` or ``l1`` reconstruction loss.
         decoder_width: fewest channels of a decoder layer.
         num_grid_images: images in the logged reconstruction grid (0 disables it).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
+        **kwargs: the options every task shares (optimizer, lr_scheduler, on_nonfinite, ...): see :class:`PtftTask`.
     """
 
     def __init__(
@@ -55,14 +54,11 @@ class AutoencoderPretraining(PtftTask):
         loss: Literal["mse", "l1"] = "mse",
         decoder_width: int = 64,
         num_grid_images: int = 8,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
-        lr_scheduler_monitor: str = "val/loss",
-        on_nonfinite: Literal["raise", "skip"] = "raise",
-        torch_compile: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
+        if not isinstance(backbone, SpatialBackbone):
+            raise ConfigError(f"model.backbone of AutoencoderPretraining must be an image backbone (a SpatialBackbone), got {type(backbone).__name__}")
+        super().__init__(backbone, **kwargs)
         if corruption not in ("none", "gaussian", "mask"):
             raise ConfigError(f"model.corruption must be 'none', 'gaussian' or 'mask', got {corruption!r}")
         if loss not in ("mse", "l1"):
@@ -71,7 +67,6 @@ class AutoencoderPretraining(PtftTask):
             raise ConfigError(f"model.mask_ratio must be in [0, 1), got {mask_ratio}")
         if noise_std < 0 or mask_patch_size < 1:
             raise ConfigError(f"model.noise_std must be >= 0 and model.mask_patch_size >= 1, got {noise_std}, {mask_patch_size}")
-        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
         self.decoder = ConvDecoder(backbone.feature_channels, backbone.feature_stride, width=decoder_width)
         self.corruption = corruption
         self.noise_std = noise_std
@@ -101,8 +96,9 @@ class AutoencoderPretraining(PtftTask):
             )
         return reconstruction
 
-    def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
-        image_size = getattr(datamodule, "image_size", None)
+    def check_data(self, spec: DataSpec) -> None:
+        super().check_data(spec)
+        image_size = spec.image_size
         if image_size is not None and image_size % self.backbone.feature_stride:
             raise ConfigError(
                 f"data.image_size={image_size} is not a multiple of the backbone's stride "

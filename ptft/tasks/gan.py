@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from pytorch_lightning.cli import OptimizerCallable
@@ -17,8 +16,9 @@ from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 from torch.optim.swa_utils import AveragedModel
 from torchvision.utils import make_grid, save_image
 
-from ptft.backbones.base import Backbone
+from ptft.backbones.base import Backbone, SpatialBackbone
 from ptft.backbones.norm import NormKind
+from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError, DivergenceError, OutputExistsError
 from ptft.handoff import load_checkpoint
 from ptft.image_logging import log_image
@@ -26,7 +26,7 @@ from ptft.image_metrics import GenerativeMetrics
 from ptft.pretext.critic_head import CriticHead
 from ptft.pretext.gan_losses import LOSSES, GANLoss, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from ptft.pretext.generator import DCGANGenerator
-from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
+from ptft.tasks.base import PtftTask
 
 GENERATOR_PREFIX = "generator_ema.module."
 
@@ -57,7 +57,7 @@ class GANPretraining(PtftTask):
 
     Args:
         backbone: the discriminator trunk (``DCGANEncoder`` or ``ResNet``; it must downsample).
-        image_size: side of real and generated images; linked from ``data.image_size`` by the CLI.
+        image_size: side of real and generated images; None: the data's (``data_spec.image_size``).
         latent_dim: size of the generator's latent vector.
         generator_width: channels of the generator's last hidden layer (see :class:`DCGANGenerator`).
         generator_norm: normalisation in the generator.
@@ -78,12 +78,16 @@ class GANPretraining(PtftTask):
         kid_subset_size: images per KID subset (at most the number of validation images).
         torch_compile: see :class:`PtftTask`; with a gradient penalty (``wgan_gp``, ``r1_gamma``)
             only the generator is compiled (compiled code has no double backward).
+        data_spec: see :class:`PtftTask`. The GAN takes no other shared option: it has its two
+            optimizers and its own non-finite guard (manual optimisation).
     """
+
+    not_hyperparameters = [*PtftTask.not_hyperparameters, "generator_optimizer", "discriminator_optimizer"]
 
     def __init__(
         self,
         backbone: Backbone,
-        image_size: int = 64,
+        image_size: int | None = None,
         latent_dim: int = 128,
         generator_width: int = 64,
         generator_norm: NormKind = "batch",
@@ -100,8 +104,12 @@ class GANPretraining(PtftTask):
         inception_weights: str | None = None,
         kid_subset_size: int = 100,
         torch_compile: bool = False,
+        data_spec: DataSpec | None = None,
     ) -> None:
-        super().__init__(backbone, optimizer=discriminator_optimizer, torch_compile=torch_compile)
+        super().__init__(backbone, optimizer=discriminator_optimizer, torch_compile=torch_compile, data_spec=data_spec)
+        image_size = image_size or (data_spec.image_size if data_spec is not None else None)
+        if image_size is None:
+            raise ConfigError("model.image_size is not set: give it, or train with an image DataModule whose image_size the CLI links in")
         if loss not in LOSSES:
             raise ConfigError(f"model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         if not isinstance(n_critic, int) or n_critic < 1:
@@ -111,7 +119,7 @@ class GANPretraining(PtftTask):
         if gp_weight < 0 or r1_gamma < 0:
             raise ConfigError(f"model.gp_weight and model.r1_gamma must be >= 0, got {gp_weight}, {r1_gamma}")
         stride = getattr(backbone, "feature_stride", 1)
-        if stride <= 1 or not getattr(backbone, "feature_channels", 0):
+        if not isinstance(backbone, SpatialBackbone) or stride <= 1:
             raise ConfigError(
                 f"model.backbone {type(backbone).__name__} has no spatially downsampled feature map (feature_stride={stride}): "
                 "the critic head needs a trunk that reduces the image to a small grid, such as DCGANEncoder or ResNet"
@@ -123,7 +131,6 @@ class GANPretraining(PtftTask):
             )
         if loss == "wgan_gp" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules()):
             rank_zero_warn("loss wgan_gp with BatchNorm in the critic: the penalty is per image, BatchNorm mixes images; use norm: group or none")
-        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS + ["generator_optimizer", "discriminator_optimizer"])
         self.automatic_optimization = False
         self.generator_spec = {"latent_dim": latent_dim, "image_size": image_size, "base_width": generator_width, "norm": generator_norm}
         self.generator = DCGANGenerator(**self.generator_spec)
@@ -174,8 +181,9 @@ class GANPretraining(PtftTask):
         """Images from latents, made by the EMA generator."""
         return self.generator_ema(latents)
 
-    def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
-        image_size = getattr(datamodule, "image_size", None)
+    def check_data(self, spec: DataSpec) -> None:
+        super().check_data(spec)
+        image_size = spec.image_size
         if image_size is not None and image_size != self.image_size:
             raise ConfigError(f"data.image_size={image_size} but model.image_size={self.image_size}: the generator must make images of the data's size")
 
@@ -286,14 +294,13 @@ class GANPretraining(PtftTask):
         return self.critic(images)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["ptft"]["generator"] = dict(self.generator_spec)
-        checkpoint["ptft"]["critic_steps"] = self.critic_steps
+        info = checkpoint.setdefault("ptft", {})
+        info["generator"] = dict(self.generator_spec)
+        info["critic_steps"] = self.critic_steps
         for key in [k for k in checkpoint["state_dict"] if k.startswith("metrics.")]:
             del checkpoint["state_dict"][key]  # the feature extractor is a fixed input, not trained state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
         self.critic_steps = checkpoint.get("ptft", {}).get("critic_steps", 0)
         if self.metrics is not None:
             checkpoint["state_dict"].update({f"metrics.{k}": v for k, v in self.metrics.state_dict().items()})

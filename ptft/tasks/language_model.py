@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MeanMetric
 
 from ptft.backbones.base import Backbone
 from ptft.backbones.text import TextTransformer
+from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer
 from ptft.errors import ConfigError
-from ptft.handoff import build_backbone, load_checkpoint
+from ptft.handoff import build_backbone, load_checkpoint, read_pretrained
 from ptft.pretext.lm_head import TiedLMHead
 from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens, non_special_ids
-from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
+from ptft.tasks.base import PtftTask
 
 
 class Perplexity(MeanMetric):
@@ -41,16 +41,11 @@ class LanguageModelPretraining(PtftTask):
     def __init__(
         self,
         backbone: Backbone,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
-        lr_scheduler_monitor: str = "val/loss",
-        on_nonfinite: Literal["raise", "skip"] = "raise",
-        torch_compile: bool = False,
+        **kwargs: Any,
     ) -> None:
         if not isinstance(backbone, TextTransformer):
             raise ConfigError(f"model.backbone of {type(self).__name__} must be a ptft.backbones.TextTransformer, got {type(backbone).__name__}")
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
+        super().__init__(backbone, **kwargs)
         self.lm_head = TiedLMHead(backbone.out_dim, backbone.vocab_size, self.head_transform)
         self.perplexity = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self._seed = 0
@@ -59,16 +54,16 @@ class LanguageModelPretraining(PtftTask):
     def compile_regions(self) -> list[nn.Module]:
         return [*super().compile_regions(), self.lm_head]
 
-    def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
-        if datamodule is None:
-            return
-        if not hasattr(datamodule, "tokenizer") or not hasattr(datamodule, "block_size"):
-            raise ConfigError(f"{type(self).__name__} needs a text DataModule with a tokenizer (ptft.data.WikiTextDataModule), got {type(datamodule).__name__}")
-        self.backbone.check_data(datamodule.tokenizer, datamodule.block_size)
+    def check_data(self, spec: DataSpec) -> None:
+        if spec.input_kind != "text":
+            raise ConfigError(f"{type(self).__name__} needs text data with a tokenizer (ptft.data.WikiTextDataModule), got {spec.input_kind} data")
+        super().check_data(spec)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        self.tokenizer = self.trainer.datamodule.tokenizer
+        if self.data_spec is None:
+            raise ConfigError(f"{type(self).__name__} needs a text DataModule with a tokenizer (ptft.data.WikiTextDataModule)")
+        self.tokenizer = self.data_spec.tokenizer
         self._seed = torch.initial_seed()  # set by seed_everything; the base of every step's randomness
 
     def step_generator(self, step: int, stream: int) -> torch.Generator:
@@ -117,7 +112,7 @@ class MaskedLMPretraining(LanguageModelPretraining):
         select_rate: fraction of non-special tokens selected for prediction.
         mask_rate: fraction of the selected tokens replaced by the mask token.
         random_rate: fraction of the selected tokens replaced by a random token (the rest stay).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
+        **kwargs: the options every task shares (optimizer, lr_scheduler, on_nonfinite, ...): see :class:`PtftTask`.
     """
 
     head_transform = True
@@ -129,21 +124,15 @@ class MaskedLMPretraining(LanguageModelPretraining):
         select_rate: float = 0.15,
         mask_rate: float = 0.8,
         random_rate: float = 0.1,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
-        lr_scheduler_monitor: str = "val/loss",
-        on_nonfinite: Literal["raise", "skip"] = "raise",
-        torch_compile: bool = False,
+        **kwargs: Any,
     ) -> None:
         if not 0 < select_rate < 1:
             raise ConfigError(f"model.select_rate must be in (0, 1), got {select_rate}")
         if mask_rate < 0 or random_rate < 0 or mask_rate + random_rate > 1:
             raise ConfigError(f"model.mask_rate and model.random_rate must be >= 0 with a sum <= 1, got {mask_rate} and {random_rate}")
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
+        super().__init__(backbone, **kwargs)
         if getattr(backbone, "causal", False):
             raise ConfigError("MaskedLMPretraining needs a bidirectional backbone: set model.backbone.init_args.causal=false")
-        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
         self.select_rate, self.mask_rate, self.random_rate = select_rate, mask_rate, random_rate
 
     def _masking_ids(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,23 +163,17 @@ class CausalLMPretraining(LanguageModelPretraining):
 
     Args:
         backbone: a causal ``TextTransformer`` (``causal: true``).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
+        **kwargs: the options every task shares (optimizer, lr_scheduler, on_nonfinite, ...): see :class:`PtftTask`.
     """
 
     def __init__(
         self,
         backbone: Backbone,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
-        lr_scheduler_monitor: str = "val/loss",
-        on_nonfinite: Literal["raise", "skip"] = "raise",
-        torch_compile: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
+        super().__init__(backbone, **kwargs)
         if not getattr(backbone, "causal", False):
             raise ConfigError("CausalLMPretraining needs a causal backbone: set model.backbone.init_args.causal=true")
-        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.logits(tokens[:, :-1])
@@ -225,14 +208,12 @@ class CausalLMPretraining(LanguageModelPretraining):
 
 def load_causal_lm(path: str | os.PathLike) -> CausalLMPretraining:
     """A causal LM with its tokenizer, rebuilt from a ``CausalLMPretraining`` checkpoint (loaded safely)."""
-    checkpoint = load_checkpoint(path)
-    ptft = checkpoint.get("ptft", {})
-    task = ptft.get("task", "")
-    if task != f"{CausalLMPretraining.__module__}.{CausalLMPretraining.__qualname__}":
-        raise ConfigError(f"{path} was written by {task or 'something other than ptft'}, not CausalLMPretraining: only causal LMs generate text")
-    if "tokenizer" not in ptft:
+    pretrained = read_pretrained(path)
+    if pretrained.task != f"{CausalLMPretraining.__module__}.{CausalLMPretraining.__qualname__}" or Path(path).is_dir():
+        raise ConfigError(f"{path} was written by {pretrained.task or 'something other than ptft'}, not CausalLMPretraining: only causal LMs generate text")
+    if pretrained.tokenizer is None:
         raise ConfigError(f"{path} has no tokenizer (checkpoint['ptft']['tokenizer'])")
-    model = CausalLMPretraining(build_backbone(ptft["backbone"]))
-    model.load_state_dict(checkpoint["state_dict"], strict=True)
-    model.tokenizer = TextTokenizer.from_json(ptft["tokenizer"], str(path))
+    model = CausalLMPretraining(build_backbone(pretrained.specs["backbone"]))
+    model.load_state_dict(load_checkpoint(path)["state_dict"], strict=True)
+    model.tokenizer = TextTokenizer.from_json(pretrained.tokenizer, str(path))
     return model.eval()

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchvision.utils import make_grid
 
 from ptft.backbones.base import Backbone
 from ptft.backbones.vit import ViT
+from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError
 from ptft.image_logging import log_image
 from ptft.pretext.mae_decoder import MAEDecoder
 from ptft.pretext.masking import patchify, random_masking, unpatchify
-from ptft.tasks.base import NOT_HYPERPARAMETERS, PtftTask
+from ptft.tasks.base import PtftTask
 
 
 def masked_patch_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix_loss: bool) -> torch.Tensor:
@@ -44,7 +43,7 @@ class MaskedAutoencoderPretraining(PtftTask):
         decoder_depth: decoder blocks.
         decoder_heads: decoder attention heads.
         num_grid_images: images in the logged grid (0 disables it).
-        optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile: see :class:`PtftTask`.
+        **kwargs: the options every task shares (optimizer, lr_scheduler, on_nonfinite, ...): see :class:`PtftTask`.
     """
 
     def __init__(
@@ -56,19 +55,13 @@ class MaskedAutoencoderPretraining(PtftTask):
         decoder_depth: int = 2,
         decoder_heads: int = 4,
         num_grid_images: int = 8,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        lr_scheduler_interval: Literal["epoch", "step"] = "step",
-        lr_scheduler_monitor: str = "val/loss",
-        on_nonfinite: Literal["raise", "skip"] = "raise",
-        torch_compile: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, lr_scheduler_interval, lr_scheduler_monitor, on_nonfinite, torch_compile)
+        super().__init__(backbone, **kwargs)
         if not isinstance(backbone, ViT):
             raise ConfigError(f"model.backbone must be a ptft.backbones.ViT for masked autoencoding, got {type(backbone).__name__}")
         if not 0 < mask_ratio < 1:
             raise ConfigError(f"model.mask_ratio must be in (0, 1), got {mask_ratio}")
-        self.save_hyperparameters(ignore=NOT_HYPERPARAMETERS)
         self.patch_size = backbone.patch_size
         self.channels = backbone.patch_embed.in_channels
         self.decoder = MAEDecoder(backbone.out_dim, backbone.grid, self.patch_size**2 * self.channels, decoder_width, decoder_depth, decoder_heads)
@@ -80,8 +73,9 @@ class MaskedAutoencoderPretraining(PtftTask):
     def compile_regions(self) -> list[nn.Module]:
         return [*super().compile_regions(), self.decoder]
 
-    def check_data(self, datamodule: pl.LightningDataModule | None) -> None:
-        image_size = getattr(datamodule, "image_size", None)
+    def check_data(self, spec: DataSpec) -> None:
+        super().check_data(spec)
+        image_size = spec.image_size
         expected = self.backbone.grid[0] * self.patch_size
         if image_size is not None and image_size != expected:
             raise ConfigError(f"data.image_size={image_size} but the ViT backbone has image_size={expected}; set model.backbone.init_args.image_size={image_size}")

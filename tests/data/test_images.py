@@ -12,7 +12,7 @@ from ptft.data.images import CorruptImageError, ImageFolderDataModule, decode_im
 
 def test_num_classes_known_right_after_init(image_tree):
     dm = ImageFolderDataModule(root=str(image_tree), image_size=16, num_workers=0)
-    assert dm.num_classes == 3 and dm.classes == ["cat", "dog", "owl"]
+    assert dm.spec.num_classes == 3 and dm.spec.label_names == dm.classes == ["cat", "dog", "owl"]
 
 
 def test_relative_root_is_found_through_ptft_data(image_tree, monkeypatch, tmp_path):
@@ -147,7 +147,7 @@ def test_bad_arguments_are_named(image_tree, kwargs, message):
 
 def test_real_imagenette_batches(imagenette):
     dm = ImageFolderDataModule(root=str(imagenette), image_size=32, batch_size=64, num_workers=0, label_fraction=0.03)
-    assert dm.num_classes == 10
+    assert dm.spec.num_classes == 10
     dm.setup("fit")
     assert 250 < len(dm.datasets["train"]) < 320 and len(dm.datasets["val"]) == 3925
     images, labels = next(iter(dm.train_dataloader()))

@@ -23,7 +23,7 @@ def sst(tmp_path):
 
 def test_tsv_batches_are_cls_text_sep_padded_and_labels_map_to_ids(tmp_path):
     dm = TextClassificationDataModule(root=str(sst(tmp_path)), batch_size=8, vocab_size=200)
-    assert dm.num_classes == 2 and dm.label_names == ["0", "1"]
+    assert dm.spec.num_classes == 2 and dm.spec.label_names == ["0", "1"]
     dm.setup("fit")
     tokens, labels = next(iter(dm.val_dataloader()))
     tok = dm.tokenizer

@@ -4,6 +4,7 @@ import torch
 
 from conftest import make_image_tree, small_encoder
 from ptft.backbones import DCGANEncoder, ResNet
+from ptft.callbacks import CheckpointMetadata
 from ptft.data import ImageFolderDataModule
 from ptft.handoff import export_backbone
 from ptft.tasks import AutoencoderPretraining, FineTuning
@@ -73,7 +74,7 @@ def test_mlp_head_and_feature_norm():
 
 
 def _pretrained_checkpoint(tmp_path, backbone):
-    trainer = pl.Trainer(max_steps=0, logger=False, enable_progress_bar=False)
+    trainer = pl.Trainer(max_steps=0, logger=False, enable_progress_bar=False, callbacks=[CheckpointMetadata()])  # no fit: add it by hand
     model = AutoencoderPretraining(backbone)
     trainer.strategy.connect(model)
     path = tmp_path / "ae.ckpt"

@@ -61,7 +61,7 @@ def test_bad_arguments_are_named(make, message):
 
 def test_data_of_another_size_is_refused(image_tree):
     with pytest.raises(ValueError, match="data.image_size=32 but model.image_size=16"):
-        gan().check_data(ImageFolderDataModule(root=str(image_tree), image_size=32))
+        gan().check_data(ImageFolderDataModule(root=str(image_tree), image_size=32).spec)
 
 
 @pytest.mark.parametrize("loss, backbone, extra", [

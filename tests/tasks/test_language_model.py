@@ -1,11 +1,10 @@
 """Masked / causal LM tasks: data checks, losses, generation (in process, tiny)."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from ptft.backbones import TextTransformer
+from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import train_tokenizer
 from ptft.errors import ConfigError
 from ptft.tasks import CausalLMPretraining, MaskedLMPretraining
@@ -21,7 +20,7 @@ def backbone(causal, **kw):
 
 
 def datamodule(tokenizer, block_size=16):
-    return SimpleNamespace(tokenizer=tokenizer, block_size=block_size)
+    return DataSpec("text", tokenizer=tokenizer, max_length=block_size)
 
 
 def test_data_that_does_not_fit_the_backbone_is_refused(tokenizer):
@@ -32,8 +31,8 @@ def test_data_that_does_not_fit_the_backbone_is_refused(tokenizer):
         MaskedLMPretraining(backbone(False)).check_data(datamodule(tokenizer, 32))
     with pytest.raises(ConfigError, match="padding id is 0 but the backbone's pad_id is 3"):
         MaskedLMPretraining(backbone(False, pad_id=3)).check_data(datamodule(tokenizer))
-    with pytest.raises(ConfigError, match="needs a text DataModule"):
-        MaskedLMPretraining(backbone(False)).check_data(SimpleNamespace(image_size=32))
+    with pytest.raises(ConfigError, match="needs text data with a tokenizer"):
+        MaskedLMPretraining(backbone(False)).check_data(DataSpec("image", image_size=32))
     with pytest.raises(ConfigError, match="CausalLMPretraining needs a causal backbone"):
         CausalLMPretraining(backbone(False))
 

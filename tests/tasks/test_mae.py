@@ -79,4 +79,4 @@ def test_bad_arguments_are_named(make, message):
 
 def test_data_size_must_match_the_vit(image_tree):
     with pytest.raises(ValueError, match="data.image_size=32 but the ViT backbone has image_size=16"):
-        tiny_mae().check_data(ImageFolderDataModule(root=str(image_tree), image_size=32))
+        tiny_mae().check_data(ImageFolderDataModule(root=str(image_tree), image_size=32).spec)

@@ -1,4 +1,4 @@
-"""The non-finite guard every PtftTask with automatic optimisation gets from the base class."""
+"""The non-finite guard (a callback) every PtftTask with automatic optimisation gets."""
 
 import pytest
 import pytorch_lightning as pl
@@ -7,6 +7,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from conftest import small_encoder
 from ptft.backbones import ViT
+from ptft.callbacks import NonFiniteGuard
 from ptft.data import ImageFolderDataModule
 from ptft.errors import DivergenceError
 from ptft.tasks import AutoencoderPretraining, FineTuning, MaskedAutoencoderPretraining
@@ -67,7 +68,8 @@ def test_skip_mode_leaves_weights_buffers_and_optimizer_unchanged_and_counts(tas
         assert torch.equal(weights_before[name], weights_after[name]), name
     assert optimizer_before == optimizer_after
     model = trainer.lightning_module
-    assert model.skipped_steps == 1 and trainer.callback_metrics["train/skipped_steps"].item() == 1
+    guard = next(cb for cb in trainer.callbacks if isinstance(cb, NonFiniteGuard))  # every task adds it
+    assert guard.skipped_steps == 1 and trainer.callback_metrics["train/skipped_steps"].item() == 1
     assert trainer.global_step == 5  # the run went on to max_steps
     assert all(torch.isfinite(p).all() for p in model.parameters())
 

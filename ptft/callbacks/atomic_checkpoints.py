@@ -1,0 +1,19 @@
+"""Checkpoints written atomically and read safely, in every ptft run."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from ptft.reliability import AtomicCheckpointIO
+
+
+class AtomicCheckpoints(pl.Callback):
+    """Puts :class:`~ptft.reliability.AtomicCheckpointIO` in place of Lightning's default
+    CheckpointIO at setup (a CheckpointIO given in ``trainer.plugins`` is kept): checkpoints are
+    written through a temporary file in their folder, fsynced and renamed, and read with
+    ``weights_only=True``. Every ptft task adds it."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()

@@ -1,0 +1,47 @@
+"""What a model needs to know about its data, in one object that flows from data to model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ptft.data.tokenizer import TextTokenizer
+
+
+class DataSpec:
+    """The description a DataModule gives of its data (``datamodule.spec``); the ``ptft`` CLI
+    links it into the model as ``model.data_spec``, and a task started from Python reads it from
+    ``trainer.datamodule``. Data flows one way: the DataModule fills its spec, models only read it.
+
+    Args:
+        input_kind: what the batches hold: ``image`` or ``text``; a backbone of another
+            ``input_kind`` is refused.
+        num_classes: number of classes of a labelled data set.
+        label_names: the class names in label-id order (saved in checkpoints).
+        image_size: side of the square images.
+        tokenizer: the tokenizer of text data. A DataModule that trains its tokenizer fills it in
+            ``prepare_data`` / ``setup``, so tasks read it from their ``setup`` on.
+        max_length: longest token sequence a batch holds (text).
+    """
+
+    def __init__(
+        self,
+        input_kind: str,
+        num_classes: int | None = None,
+        label_names: list[str] | None = None,
+        image_size: int | None = None,
+        tokenizer: TextTokenizer | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        self.input_kind = input_kind
+        self.num_classes = num_classes
+        self.label_names = label_names
+        self.image_size = image_size
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __repr__(self) -> str:
+        fields = {k: v for k, v in vars(self).items() if v is not None and k != "tokenizer"}
+        if self.tokenizer is not None:
+            fields["vocab_size"] = self.tokenizer.vocab_size
+        return f"DataSpec({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
