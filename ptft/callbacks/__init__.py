@@ -1,5 +1,6 @@
 """Callbacks for pretraining runs."""
 
 from ptft.callbacks.knn import KNNMonitor
+from ptft.callbacks.trial_report import TrialReport
 
-__all__ = ["KNNMonitor"]
+__all__ = ["KNNMonitor", "TrialReport"]
