@@ -1,0 +1,24 @@
+"""``ptft sweep``: run a W&B-format sweep YAML locally, with Optuna as the search engine.
+
+    ptft sweep configs/sweeps/gan_imagenette.yaml --count 8 [--storage URL] [--trainer.max_steps=50 ...]
+
+The YAML is the one ``wandb sweep`` takes (``method``, ``metric``, ``parameters``, ``command``).
+``grid`` maps to Optuna's GridSampler, ``random`` to RandomSampler, ``bayes`` to TPESampler. The
+study (named by the YAML's ``name``, else the file stem) lives in a database, by default
+``runs/sweeps/<name>.db`` (SQLite), so a second call continues it; a shared database URL lets
+several machines work on one study.
+
+Each trial is a ``ptft fit`` subprocess with the trial's ``--key=value`` arguments (formatted as
+W&B's ``${args}``), so a crash ends only that trial. The subprocess writes its final
+``trainer.callback_metrics`` to the JSON file named by ``$PTFT_METRICS_FILE`` (see
+``PtftCLI.after_fit``); the sweep reads the metric from there. Trial logs go to
+``runs/sweeps/<name>/trial-<n>/``; W&B runs are grouped by the sweep name (``WANDB_RUN_GROUP``).
+
+spec.py reads the YAML, search.py maps it to Optuna, runner.py runs a trial, report.py prints the
+results and command.py is the command.
+"""
+
+from ptft.sweep.command import main
+from ptft.sweep.runner import write_metrics  # called by PtftCLI.after_fit
+
+__all__ = ["main", "write_metrics"]
