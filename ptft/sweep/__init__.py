@@ -9,16 +9,15 @@ study (named by the YAML's ``name``, else the file stem) lives in a database, by
 several machines work on one study.
 
 Each trial is a ``ptft fit`` subprocess with the trial's ``--key=value`` arguments (formatted as
-W&B's ``${args}``), so a crash ends only that trial. The subprocess writes its final
-``trainer.callback_metrics`` to the JSON file named by ``$PTFT_METRICS_FILE`` (see
-``PtftCLI.after_fit``); the sweep reads the metric from there. Trial logs go to
-``runs/sweeps/<name>/trial-<n>/``; W&B runs are grouped by the sweep name (``WANDB_RUN_GROUP``).
+W&B's ``${args}``), so a crash ends only that trial. The sweep appends a
+:class:`~ptft.callbacks.TrialReport` to the trial's ``trainer.callbacks``; it writes the final
+metrics and the checkpoint path to ``runs/sweeps/<name>/trial-<n>/report.json``, where the sweep
+reads them, next to the trial's logs. W&B runs are grouped by the sweep name (``WANDB_RUN_GROUP``).
 
 spec.py reads the YAML, search.py maps it to Optuna, runner.py runs a trial, report.py prints the
 results and command.py is the command.
 """
 
 from ptft.sweep.command import main
-from ptft.sweep.runner import write_metrics  # called by PtftCLI.after_fit
 
-__all__ = ["main", "write_metrics"]
+__all__ = ["main"]

@@ -11,13 +11,14 @@ from ptft.sweep.spec import Sweep
 
 
 def results_table(study: optuna.Study, sweep: Sweep) -> str:
-    """All trials of the study: finished ones by the metric (best first), then the others by number."""
+    """All trials of the study: finished ones by the metric (best first), then the others by
+    number; the last column is each trial's checkpoint (``-`` when it wrote none)."""
     trials = study.get_trials(deepcopy=False)
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value, reverse=sweep.goal == "maximize")
-    rows = [["trial", "state", sweep.metric, *sweep.parameters]]
+    rows = [["trial", "state", sweep.metric, *sweep.parameters, "checkpoint"]]
     for t in done + sorted((t for t in trials if t.state != TrialState.COMPLETE), key=lambda t: t.number):
         rows.append([str(t.number), t.state.name, "-" if t.value is None else f"{t.value:.4g}",
-                     *[_short(t.params.get(k, "-")) for k in sweep.parameters]])
+                     *[_short(t.params.get(k, "-")) for k in sweep.parameters], t.user_attrs.get("checkpoint", "-")])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])

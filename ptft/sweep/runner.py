@@ -1,15 +1,15 @@
 """A trial: its ``ptft fit`` command line (checked once before the sweep starts), run as a
-subprocess, and its metric read from the file ``PtftCLI.after_fit`` writes."""
+subprocess, and its outcome read from the :class:`~ptft.callbacks.TrialReport` file it writes."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
-import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +25,7 @@ from ptft.errors import SweepError
 from ptft.sweep.search import first_point, suggest
 from ptft.sweep.spec import Sweep
 
-METRICS_FILE_ENV = "PTFT_METRICS_FILE"
+REPORT_FILE = "report.json"
 
 
 class TrialFailed(Exception):
@@ -44,26 +44,37 @@ def fit_args(sweep: Sweep, overrides: list[str], values: Mapping[str, Any]) -> l
     return sweep.command[:at] + overrides + trial_args(values) + sweep.command[at + 1:]
 
 
-def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> None:
-    """Write the scalar ``trainer.callback_metrics`` as ``{name: float}`` JSON (called by the ptft CLI)."""
-    scalars = {}
-    for name, value in metrics.items():
-        with contextlib.suppress(TypeError, ValueError, RuntimeError):
-            scalars[name] = float(value)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(scalars, indent=1, sort_keys=True))
+def report_args(path: str | Path) -> list[str]:
+    """Appends a TrialReport writing ``path`` to ``trainer.callbacks``. It goes after every other
+    argument, so a config's callback list cannot replace it, and as one JSON value, so a
+    ``--trainer.callbacks.X=`` meant for the callback before it stays with that one."""
+    spec = {"class_path": "ptft.callbacks.TrialReport", "init_args": {"path": str(path)}}
+    return [f"--trainer.callbacks+={json.dumps(spec)}"]
 
 
-def read_metric(path: str | Path, name: str) -> float:
-    """The metric ``name`` from a metrics file; :class:`TrialFailed` when missing or not finite."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrialFailed(f"no metrics file {path}: the run did not reach the end of fit")
-    metrics = json.loads(path.read_text())
+def ptft_script() -> str:
+    """The ``ptft`` console script of this Python. Trials run it rather than ``python -m``, which
+    would put the working folder first on their ``sys.path``."""
+    script = shutil.which("ptft", path=os.path.dirname(sys.executable))
+    if script is None:
+        raise SweepError(f"no ptft command next to {sys.executable}: install ptft into this environment (pip install -e .)")
+    return script
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A trial's TrialReport, or ``{}`` when the run wrote none (it stopped before fit began)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def trial_metric(code: int, report: Mapping[str, Any], path: Path, name: str) -> float:
+    """The metric ``name`` of a run that exited with ``code``; :class:`TrialFailed` when it failed."""
+    if code != 0:
+        raise TrialFailed(f"exit status {code}" + (f" ({report['error']})" if report.get("error") else ""))
+    if not report:
+        raise TrialFailed(f"no report file {path}: the run did not reach the end of fit")
+    metrics = report["metrics"]
     if name not in metrics:
-        raise TrialFailed(f"metric {name} was not logged; logged: {', '.join(sorted(metrics)) or 'nothing'}")
-    if not math.isfinite(metrics[name]):
-        raise TrialFailed(f"metric {name} is {metrics[name]}")
+        raise TrialFailed(f"metric {name} was not logged or is not finite; finite: {', '.join(sorted(metrics)) or 'nothing'}")
     return metrics[name]
 
 
@@ -79,27 +90,27 @@ class Objective:
 
     def __init__(self, sweep: Sweep, overrides: list[str], log_dir: Path) -> None:
         self.sweep, self.overrides, self.log_dir = sweep, overrides, log_dir
+        self.script = ptft_script()
 
-    def command(self, values: Mapping[str, Any]) -> list[str]:
-        return [sys.executable, "-m", "ptft.cli", *fit_args(self.sweep, self.overrides, values)]
+    def command(self, values: Mapping[str, Any], report: Path) -> list[str]:
+        return [self.script, *fit_args(self.sweep, self.overrides, values), *report_args(report)]
 
-    def env(self, number: int, metrics_file: Path) -> dict[str, str]:
-        return {**os.environ, METRICS_FILE_ENV: str(metrics_file), "WANDB_RUN_GROUP": self.sweep.name,
-                "WANDB_NAME": f"{self.sweep.name}-{number}"}
+    def env(self, number: int) -> dict[str, str]:
+        return {**os.environ, "WANDB_RUN_GROUP": self.sweep.name, "WANDB_NAME": f"{self.sweep.name}-{number}"}
 
     def __call__(self, trial: optuna.Trial) -> float:
         values = suggest(trial, self.sweep)
         folder = self.log_dir / f"trial-{trial.number}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "metrics.json").unlink(missing_ok=True)  # left by a deleted study's trial of this number
-        command = self.command(values)
-        trial.set_user_attr("command", shlex.join(["ptft", *command[3:]]))
+        report_file = (folder / REPORT_FILE).resolve()
+        report_file.unlink(missing_ok=True)  # left by a deleted study's trial of this number
+        trial.set_user_attr("command", shlex.join(["ptft", *fit_args(self.sweep, self.overrides, values)]))
         trial.set_user_attr("log_dir", str(folder))
         shown = " ".join(trial_args({k: values[k] for k in self.sweep.parameters}))
         print(f"ptft sweep: trial {trial.number}: {shown}", flush=True)
         start = time.monotonic()
         with open(folder / "stdout.txt", "w") as out, open(folder / "stderr.txt", "w") as err:
-            process = subprocess.Popen(command, stdout=out, stderr=err, env=self.env(trial.number, folder / "metrics.json"))
+            process = subprocess.Popen(self.command(values, report_file), stdout=out, stderr=err, env=self.env(trial.number))
             try:
                 code = process.wait()
             except KeyboardInterrupt:  # Ctrl-C reached the run too: let it stop, then stop the sweep
@@ -108,13 +119,11 @@ class Objective:
                 process.kill()
                 raise
         seconds = time.monotonic() - start
-        checkpoint = re.search(r"^ptft: checkpoint (.+)$", (folder / "stdout.txt").read_text(errors="replace"), re.M)
-        if checkpoint:
-            trial.set_user_attr("checkpoint", checkpoint.group(1))
+        report = read_report(report_file)
+        if report.get("checkpoint"):
+            trial.set_user_attr("checkpoint", report["checkpoint"])
         try:
-            if code != 0:
-                raise TrialFailed(f"exit status {code}")
-            value = read_metric(folder / "metrics.json", self.sweep.metric)
+            value = trial_metric(code, report, report_file, self.sweep.metric)
         except TrialFailed as error:
             print(f"ptft sweep: trial {trial.number} FAILED after {seconds:.0f} s: {error}; "
                   f"last lines of {folder / 'stderr.txt'}:\n{tail(folder / 'stderr.txt')}", flush=True)
@@ -131,7 +140,7 @@ def check_command(sweep: Sweep, overrides: list[str]) -> None:
         if isinstance(dist, CategoricalDistribution):
             points += [{**points[0], key: c} for c in dist.choices[1:] if not isinstance(c, (int, float)) or isinstance(c, bool)]
     for point in points:
-        args = fit_args(sweep, overrides, point) + ["--print_config"]
+        args = fit_args(sweep, overrides, point) + report_args(REPORT_FILE) + ["--print_config"]
         stderr = io.StringIO()
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), warnings.catch_warnings():

@@ -1,8 +1,11 @@
-"""`ptft sweep` end to end: bad arguments, a command ptft fit rejects, and a real resumable sweep of `ptft fit` trials."""
+"""`ptft sweep` end to end: bad arguments, a command ptft fit rejects, and a real resumable sweep of
+`ptft fit` trials whose table shows each trial's checkpoint."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import optuna
 import pytest
@@ -28,6 +31,14 @@ def test_bad_arguments_fail_with_one_line(tmp_path, capsys, args, message):
     error = capsys.readouterr().err
     assert exit_info.value.code == 2 and error.count("\n") == 1 and error.startswith("ptft sweep: error: "), error
     assert re.search(message, error), error
+
+
+def test_a_python_without_the_ptft_command_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    with pytest.raises(SystemExit):
+        main(["sweep", str(write_sweep(tmp_path)), "--count", "1", "--sweep_dir", str(tmp_path / "sweeps")])
+    assert f"ptft sweep: error: no ptft command next to {tmp_path / 'python'}: install ptft" in capsys.readouterr().err
+    assert not (tmp_path / "sweeps").exists()
 
 
 def test_a_key_or_choice_ptft_fit_rejects_stops_the_sweep_before_any_trial(tmp_path, capsys):
@@ -68,12 +79,22 @@ def test_sweep_runs_resumes_and_survives_a_failing_trial(tmp_path, capsys, monke
     assert "model.mask_ratio must be in [0, 1), got 1.5" in output  # the tail of the trial's stderr
 
     table = outputs[1].split("\n\n")[1].splitlines()  # header, rule, 4 rows
-    assert table[0].split() == ["trial", "state", "val/loss", "model.mask_ratio"] and len(table) == 6
+    assert table[0].split() == ["trial", "state", "val/loss", "model.mask_ratio", "checkpoint"] and len(table) == 6
     rows = [line.split() for line in table[2:]]
     assert [r[1] for r in rows] == ["COMPLETE"] * 3 + ["FAIL"]
     values = [float(r[2]) for r in rows[:3]]
     assert values == sorted(values)  # best (lowest val/loss) first
-    assert "best: trial" in outputs[1] and "--trainer.max_steps=2" in outputs[1]
+    checkpoints = [r[4] for r in rows[:3]]
+    assert len(set(checkpoints)) == 3 and all(Path(c).is_file() for c in checkpoints) and rows[3][4] == "-"
+    assert "best: trial" in outputs[1] and "--trainer.max_steps=2" in outputs[1] and f"checkpoint {checkpoints[0]}" in outputs[1]
+    for t in trials:  # what the trial's TrialReport wrote: the metric, the checkpoint; nothing from the run that never began fit
+        report = sweep_dir / "tiny" / f"trial-{t.number}" / "report.json"
+        if t.state == TrialState.FAIL:
+            assert not report.exists()
+        else:
+            outcome = json.loads(report.read_text())
+            assert outcome["metrics"]["val/loss"] == t.value and outcome["checkpoint"] == t.user_attrs["checkpoint"]
+            assert outcome["error"] is None and "TrialReport" not in t.user_attrs["command"]
 
     configs = sorted((tmp_path / "runs").glob("config*.yaml"))  # the config every finished trial ran with
     assert len(configs) == 3
