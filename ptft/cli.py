@@ -136,11 +136,6 @@ class PtftCLI(LightningCLI):
         path = checkpoint and (checkpoint.last_model_path or checkpoint.best_model_path)
         if path and self.trainer.is_global_zero:
             print(f"ptft: checkpoint {path}\nptft: export the backbone with: ptft export {path} OUT_DIR")
-        metrics_file = os.environ.get("PTFT_METRICS_FILE")  # set by `ptft sweep` for each trial
-        if metrics_file and self.trainer.is_global_zero:
-            from ptft.sweep import write_metrics
-
-            write_metrics(self.trainer.callback_metrics, metrics_file)
 
 
 def run_cli(args: list[str] | None, run: bool = True) -> PtftCLI:

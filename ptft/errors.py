@@ -33,6 +33,10 @@ class DivergenceError(PtftError, FloatingPointError):
     """A loss became NaN or infinite; the run stopped before the update that would spread it."""
 
 
+class SweepError(PtftError, ValueError):
+    """A sweep YAML or ``ptft sweep`` argument that cannot be used; the message names the key."""
+
+
 def one_line(error: BaseException) -> str:
     """The message of ``error`` as one line. A DataLoader worker's error reaches the main process
     re-raised as the same class with the worker's whole traceback as its message; this keeps

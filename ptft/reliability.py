@@ -31,14 +31,15 @@ from ptft.errors import ConfigError, MissingPathError
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: what a shell reports for a process ended by SIGTERM
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the target's folder, fsync, then ``os.replace``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], Any]) -> None:
+    """``write(f)`` (``f``: a file open for binary writing) into a temporary file in the target's
+    folder, fsync, then ``os.replace``: the target is the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -53,6 +54,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:

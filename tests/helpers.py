@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from conftest import REPO, TESTS
 
 PTFT = str(Path(sys.executable).parent / "ptft")
 CONFIGS = REPO / "configs"
+AUTOENCODER = CONFIGS / "pretrain" / "autoencoder_imagenette.yaml"
 
 
 def run_ptft(*args: str, cwd: Path, wandb_mode: str = "offline", timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
@@ -62,3 +65,14 @@ def lm_args(config: str, data_root: Path, cache: Path, steps: int = 6) -> list[s
         f"--model.lr_scheduler.init_args.total_steps={steps}", "--model.lr_scheduler.init_args.warmup_steps=1",
         "--trainer.enable_progress_bar=false",
     ]
+
+
+def write_sweep(folder: Path, **changes) -> Path:
+    """A small valid sweep YAML, with top-level keys replaced (None removes one)."""
+    config = {"name": "tiny", "method": "random", "metric": {"name": "val/loss", "goal": "minimize"},
+              "parameters": {"model.optimizer.init_args.lr": {"distribution": "log_uniform_values", "min": 1.0e-4, "max": 1.0e-2}},
+              "command": ["ptft", "fit", "-c", str(AUTOENCODER), "${args}"]}
+    config.update(changes)
+    path = folder / f"{str(config.get('name') or 'sweep').replace('/', '_')}.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in config.items() if v is not None}))
+    return path
