@@ -16,6 +16,7 @@ from ptft.backbones.base import Backbone
 from ptft.errors import ConfigError, DivergenceError
 from ptft.handoff import folded_state_dict
 from ptft.reliability import PreemptionCheckpoint, install_atomic_checkpoint_io, restore_rng_states, rng_states
+from ptft.schedules import build_scheduler
 
 
 # Init arguments that are objects, not hyperparameters: left out of save_hyperparameters.
@@ -191,7 +192,7 @@ class PtftTask(pl.LightningModule):
             group["lr"] *= group.get("lr_scale", 1.0)
         if self.lr_scheduler is None:
             return optimizer
-        scheduler = self.lr_scheduler(optimizer)
+        scheduler = build_scheduler(self.lr_scheduler, optimizer, self.trainer.estimated_stepping_batches)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval, "monitor": self.lr_scheduler_monitor},
