@@ -17,6 +17,7 @@ from ptft.errors import ConfigError, DivergenceError
 from ptft.handoff import folded_state_dict
 from ptft.reliability import PreemptionCheckpoint, install_atomic_checkpoint_io, restore_rng_states, rng_states
 from ptft.schedules import build_scheduler
+from ptft.weight_decay import split_weight_decay
 
 
 # Init arguments that are objects, not hyperparameters: left out of save_hyperparameters.
@@ -67,6 +68,7 @@ class PtftTask(pl.LightningModule):
     nonfinite_loss_name: ClassVar[str] = "train/loss"  # how the guard names the loss training_step returns
     on_nonfinite: NonFinitePolicy = "raise"
     skipped_steps: int = 0
+    exclude_from_weight_decay: bool = True  # biases, norms, embeddings and tokens go to weight_decay-0 groups
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -186,8 +188,13 @@ class PtftTask(pl.LightningModule):
         rates: a group's ``lr`` replaces the optimizer's, its ``lr_scale`` multiplies the result."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
+    def weight_decay_groups(self, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``groups`` split into decayed and ``weight_decay: 0`` halves (:func:`~ptft.weight_decay.split_weight_decay`)
+        unless ``exclude_from_weight_decay`` is False."""
+        return split_weight_decay(groups, self) if self.exclude_from_weight_decay else groups
+
     def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameter_groups())
+        optimizer = self.optimizer(self.weight_decay_groups(self.parameter_groups()))
         for group in optimizer.param_groups:  # groups may scale the optimizer's lr (layer-wise decay)
             group["lr"] *= group.get("lr_scale", 1.0)
         if self.lr_scheduler is None:
