@@ -26,7 +26,6 @@ from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
 from ptft.evaluation import pretrain_then_evaluate  # noqa: E402
 
 CONFIGS = ROOT / "configs"
-STEPS_PER_EPOCH = 74  # Imagenette train (9,469 images) at batch 128, drop_last
 SMALL_VIT = {"image_size": 32, "patch_size": 4, "depth": 4, "width": 96, "heads": 3}
 OPTIMIZER_STEPS_PER_BATCH = {"gan": 2}  # trainer.max_steps of a GAN counts discriminator and generator steps
 
@@ -36,14 +35,13 @@ def pretrain_steps(name: str, batches: int) -> str:
     return f"--trainer.max_steps={batches * OPTIMIZER_STEPS_PER_BATCH.get(name, 1)}"
 
 
-def method_args(name: str, steps: int) -> tuple[list[str], str, list[str], dict]:
+def method_args(name: str) -> tuple[list[str], str, list[str], dict]:
     """(pretraining args, fine-tuning config, its extra args, backbone overrides for fine-tuning)."""
     pretrain = lambda *configs: [a for c in configs for a in ("-c", str(CONFIGS / "pretrain" / c))]  # noqa: E731
     if name == "mae":
         vit = [f"--model.backbone.init_args.{k}={v}" for k, v in SMALL_VIT.items()]
-        schedule = [f"--model.lr_scheduler.init_args.warmup_steps={max(1, steps // 10)}", f"--model.lr_scheduler.init_args.total_steps={steps}"]
         return ([*pretrain("mae_imagenette.yaml"), *vit, "--model.decoder_width=64", "--model.decoder_depth=1", "--model.decoder_heads=2",
-                 "--trainer.callbacks=pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.save_last=true", *schedule],
+                 "--trainer.callbacks=pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.save_last=true"],
                 "imagenette_from_mae.yaml", [], {"drop_path": 0.1})
     if name == "autoencoder":
         return pretrain("autoencoder_imagenette.yaml"), "imagenette_full.yaml", [], {}
@@ -86,11 +84,8 @@ def main() -> None:
              f"--trainer.callbacks+={knn}"]
     rows = {}
     for name in options.methods:
-        pretrain, finetune_config, finetune_extra, backbone_args = method_args(name, steps)
-        finetune_steps = finetune_epochs * STEPS_PER_EPOCH
-        schedule = ([f"--model.lr_scheduler.init_args.warmup_steps={max(1, finetune_steps // 10)}", f"--model.lr_scheduler.init_args.total_steps={finetune_steps}"]
-                    if name == "mae" else [f"--model.lr_scheduler.init_args.T_max={finetune_epochs}"])
-        finetune = ["-c", str(CONFIGS / "finetune" / finetune_config), *common, f"--trainer.max_epochs={finetune_epochs}", *schedule, *finetune_extra]
+        pretrain, finetune_config, finetune_extra, backbone_args = method_args(name)
+        finetune = ["-c", str(CONFIGS / "finetune" / finetune_config), *common, f"--trainer.max_epochs={finetune_epochs}", *finetune_extra]
         evaluations = {"probe": {"args": probe}, "finetune": {"args": finetune, "backbone_args": backbone_args}}
         rows[name] = pretrain_then_evaluate([*pretrain, *common, pretrain_steps(name, steps), "--trainer.limit_val_batches=2"],
                                             evaluations, Path(options.out) / name)

@@ -29,21 +29,17 @@ from results import report  # noqa: E402
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
 from ptft.evaluation import pretrain_then_evaluate  # noqa: E402
 
-TRAIN_IMAGES = 9469  # Imagenette train
 METHODS = ["autoencoder", "denoising_autoencoder", "mae", "gan"]
 
 
-def evaluations(name: str, fractions: list[float], epochs: int, common: list[str], batch: int) -> dict:
+def evaluations(name: str, fractions: list[float], epochs: int, common: list[str]) -> dict:
     """A linear probe and a full fine-tune per label fraction, each for ``epochs`` epochs."""
-    _, finetune_config, finetune_extra, backbone_args = method_args(name, 1)
+    _, finetune_config, finetune_extra, backbone_args = method_args(name)
     runs = {}
     for fraction in fractions:
         subset = [f"--data.label_fraction={fraction}", f"--trainer.max_epochs={epochs}"]
-        steps = max(1, epochs * int(TRAIN_IMAGES * fraction) // batch)
-        schedule = ([f"--model.lr_scheduler.init_args.warmup_steps={max(1, steps // 10)}", f"--model.lr_scheduler.init_args.total_steps={steps}"]
-                    if name == "mae" else [f"--model.lr_scheduler.init_args.T_max={epochs}"])
         runs[f"probe_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, *subset]}
-        runs[f"finetune_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune" / finetune_config), *common, *subset, *schedule, *finetune_extra],
+        runs[f"finetune_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune" / finetune_config), *common, *subset, *finetune_extra],
                                           "backbone_args": backbone_args}
     return runs
 
@@ -81,10 +77,10 @@ def main() -> None:
         return new
 
     for name in options.methods:
-        pretrain = method_args(name, steps)[0]
+        pretrain = method_args(name)[0]
         subset = ["--data.label_fraction=0.03"] if options.quick else []
         rows[name] = pretrain_then_evaluate([*pretrain, *common, *subset, pretrain_steps(name, steps), "--trainer.limit_val_batches=2"],
-                                            evaluations(name, options.fractions, epochs, common, batch), Path(options.out) / name,
+                                            evaluations(name, options.fractions, epochs, common), Path(options.out) / name,
                                             random_init=first_time)
         print(json.dumps({name: rows[name]}), flush=True)
     summarise(rows, options, steps, epochs)

@@ -5,8 +5,9 @@ ptft: the task and Trainer are built by the ``ptft`` CLI (``run_cli(..., run=Fal
 (+ configs/trainer/cpu.yaml without a GPU, gpu.yaml with one) exactly as ``ptft fit`` builds them
 (W&B offline logger every 20 steps, checkpoint callback, config saving), then ``trainer.fit`` runs
 on a loader of pre-generated batches. Raw: a copy of the same freshly initialised encoder and
-decoder (copied before ptft trains them), ``torch.optim.AdamW`` with the config's lr, weight decay and ``fused=True``, ``zero_grad / forward / mse /
-backward / step`` over the same loader. Batches are float images in [-1, 1], made before timing,
+decoder (copied before ptft trains them), ``torch.optim.AdamW`` with the config's lr, weight decay and ``fused=True`` and ptft's
+parameter groups (no weight decay on biases and norms: ``ptft.weight_decay``), ``zero_grad / forward / mse / backward / step`` over
+the same loader. Batches are float images in [-1, 1], made before timing,
 so the data pipeline is not what is measured. The loops interleave step by step (after each
 ptft step, a callback runs one raw step on the same batch), so both see the same load from other
 jobs; after the warm-up steps, the total time of each loop's steps is compared.
@@ -39,6 +40,7 @@ from results import report  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from ptft.cli import run_cli  # noqa: E402
+from ptft.weight_decay import split_weight_decay  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -121,21 +123,28 @@ def build_ptft(setting: tuple, steps: int, out: Path, extra: list[str]):
 def time_pair(setting: tuple, steps: int, warmup: int, out: Path, extra: list[str]) -> tuple[float, float]:
     """Seconds of the timed steps: (raw loop, ptft), both from the same freshly initialised model."""
     cli = build_ptft(setting, steps, out, extra)
-    raw = InterleavedRawSteps(raw_loop(copy.deepcopy(cli.model.backbone), copy.deepcopy(cli.model.decoder)), warmup)
+    raw_step, raw_optimizer = raw_loop(copy.deepcopy(cli.model.backbone), copy.deepcopy(cli.model.decoder))
+    raw = InterleavedRawSteps(raw_step, warmup)
     cli.trainer.callbacks.append(raw)
     cli.trainer.fit(cli.model, train_dataloaders=loader(Batches(setting[3], setting[4], steps)))
     assert cli.trainer.global_step == steps, cli.trainer.global_step
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["lr"] == 2e-3 and optimizer.defaults["weight_decay"] == 0.05
     assert optimizer.defaults["fused"], "the raw loop's optimizer must match the config's"
+    assert param_groups(optimizer) == param_groups(raw_optimizer), "the raw loop's weight-decay groups must match ptft's"
     wandb.finish()
     return raw.raw_seconds, raw.ptft_seconds
 
 
+def param_groups(optimizer: torch.optim.Optimizer) -> list[tuple[float, list[torch.Size]]]:
+    return [(group["weight_decay"], [p.shape for p in group["params"]]) for group in optimizer.param_groups]
+
+
 def raw_loop(encoder: torch.nn.Module, decoder: torch.nn.Module):
-    """One step of the loop a user would write: the config's optimizer, MSE reconstruction, no framework."""
+    """One step of the loop a user would write (the config's optimizer, MSE reconstruction, no framework), and its optimizer."""
     encoder, decoder = encoder.to(DEVICE).train(), decoder.to(DEVICE).train()
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *decoder.parameters()], lr=2e-3, weight_decay=0.05, fused=True)
+    groups = split_weight_decay([{"params": [*encoder.parameters(), *decoder.parameters()]}], torch.nn.ModuleList([encoder, decoder]))
+    optimizer = torch.optim.AdamW(groups, lr=2e-3, weight_decay=0.05, fused=True)
 
     def step(images: torch.Tensor) -> None:
         images = images.to(DEVICE, non_blocking=True)
@@ -144,7 +153,7 @@ def raw_loop(encoder: torch.nn.Module, decoder: torch.nn.Module):
         loss.backward()
         optimizer.step()
 
-    return step
+    return step, optimizer
 
 
 def main() -> None:

@@ -32,7 +32,6 @@ from ptft.evaluation import fit, pretrain_then_evaluate  # noqa: E402
 from ptft.tasks.language_model import load_causal_lm  # noqa: E402
 
 CONFIGS = ROOT / "configs"
-SST2_TRAIN_STEPS = 947  # SST-2 train here (60,614 phrases) at batch 64, drop_last
 
 
 def main() -> None:
@@ -67,12 +66,9 @@ def main() -> None:
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     pretrain_common = [*common, *tiny, *(f"--model.backbone.init_args.{k}={v}" for k, v in backbone.items()),
                        f"--trainer.max_steps={steps}", f"--trainer.val_check_interval={steps}", "--trainer.limit_val_batches=2",
-                       f"--model.lr_scheduler.init_args.warmup_steps={max(1, steps // 10)}", f"--model.lr_scheduler.init_args.total_steps={steps}",
                        "--data.cache_dir", str(out / "cache")]
-    finetune_steps = 8 if options.quick else epochs * SST2_TRAIN_STEPS
     sst2 = ["-c", str(CONFIGS / "finetune/sst2_from_mlm.yaml"), *common, f"--trainer.max_epochs={epochs}",
             f"--data.tokenizer={out / 'mlm' / 'backbone'}",  # the random init encodes SST-2 with the same tokenizer
-            f"--model.lr_scheduler.init_args.warmup_steps={max(1, finetune_steps // 10)}", f"--model.lr_scheduler.init_args.total_steps={finetune_steps}",
             *(["--data.max_length=32", "--trainer.limit_train_batches=8", "--data.batch_size=16"] if options.quick else [])]
 
     if "mlm" in options.parts:

@@ -62,7 +62,6 @@ def lm_args(config: str, data_root: Path, cache: Path, steps: int = 6) -> list[s
         f"--data.root={data_root / 'wikitext-2'}", "--data.train_file=wiki.valid.tokens", "--data.val_file=wiki.test.tokens",
         "--data.test_file=wiki.test.tokens", "--data.vocab_size=512", "--data.block_size=32", "--data.batch_size=8",
         f"--data.cache_dir={cache}", f"--trainer.max_steps={steps}", f"--trainer.val_check_interval={steps}", "--trainer.limit_val_batches=2",
-        f"--model.lr_scheduler.init_args.total_steps={steps}", "--model.lr_scheduler.init_args.warmup_steps=1",
         "--trainer.enable_progress_bar=false",
     ]
 

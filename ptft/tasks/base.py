@@ -15,6 +15,8 @@ from ptft.callbacks import AtomicCheckpoints, CheckpointMetadata, NonFiniteGuard
 from ptft.callbacks.nonfinite import NonFinitePolicy
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError
+from ptft.schedules import build_scheduler
+from ptft.weight_decay import split_weight_decay
 
 
 class PtftTask(pl.LightningModule):
@@ -38,6 +40,10 @@ class PtftTask(pl.LightningModule):
         lr_scheduler_monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
         on_nonfinite: ``raise`` (stop with DivergenceError) or ``skip`` (drop the step and count it
             in ``train/skipped_steps``) when the training loss is NaN or infinite.
+        exclude_from_weight_decay: put norm weights, biases, embeddings, position embeddings and
+            cls/mask tokens (every parameter that is not the weight of a Linear or convolution) in
+            groups with ``weight_decay: 0`` (:func:`~ptft.weight_decay.split_weight_decay`); layer-decay
+            groups keep the split. False: the optimizer's weight decay applies to every parameter.
         torch_compile: ``torch.compile`` the networks in place, region by region
             (:meth:`compile_regions`: each Transformer block, each conv stage, the heads), which keeps
             compile times short and checkpoints unchanged. Off by default: on CPU it measured no
@@ -58,6 +64,7 @@ class PtftTask(pl.LightningModule):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: NonFinitePolicy = "raise",
+        exclude_from_weight_decay: bool = True,
         torch_compile: bool = False,
         data_spec: DataSpec | None = None,
     ) -> None:
@@ -73,6 +80,7 @@ class PtftTask(pl.LightningModule):
         self.lr_scheduler_interval = lr_scheduler_interval
         self.lr_scheduler_monitor = lr_scheduler_monitor
         self.on_nonfinite = on_nonfinite
+        self.exclude_from_weight_decay = exclude_from_weight_decay
         self.torch_compile = torch_compile
         self._data_spec = data_spec
 
@@ -118,13 +126,18 @@ class PtftTask(pl.LightningModule):
         rates: a group's ``lr`` replaces the optimizer's, its ``lr_scale`` multiplies the result."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
+    def weight_decay_groups(self, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``groups`` split into decayed and ``weight_decay: 0`` halves unless
+        ``exclude_from_weight_decay`` is False."""
+        return split_weight_decay(groups, self) if self.exclude_from_weight_decay else groups
+
     def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameter_groups())
+        optimizer = self.optimizer(self.weight_decay_groups(self.parameter_groups()))
         for group in optimizer.param_groups:  # groups may scale the optimizer's lr (layer-wise decay)
             group["lr"] *= group.get("lr_scale", 1.0)
         if self.lr_scheduler is None:
             return optimizer
-        scheduler = self.lr_scheduler(optimizer)
+        scheduler = build_scheduler(self.lr_scheduler, optimizer, self.trainer.estimated_stepping_batches)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval, "monitor": self.lr_scheduler_monitor},

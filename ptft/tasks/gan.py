@@ -202,8 +202,8 @@ class GANPretraining(PtftTask):
                 dist.broadcast(parameter.data, src=0)
 
     def configure_optimizers(self):
-        discriminator_parameters = [*self.backbone.parameters(), *self.critic_head.parameters()]
-        return [self.optimizer(discriminator_parameters), self.generator_optimizer(self.generator.parameters())]
+        discriminator = self.weight_decay_groups([{"params": [*self.backbone.parameters(), *self.critic_head.parameters()]}])
+        return [self.optimizer(discriminator), self.generator_optimizer(self.weight_decay_groups([{"params": self.generator.parameters()}]))]
 
     def stop_if_not_finite(self, name: str, loss: torch.Tensor) -> None:
         values = self.all_gather(loss.detach()).flatten()  # every rank sees every rank's loss and stops together

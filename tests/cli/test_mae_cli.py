@@ -1,8 +1,10 @@
 """MAE through the `ptft` command: pretrain -> export -> fine-tune with layer decay, 2-process DDP, bf16."""
 
+import csv
 import json
 import math
 
+import pytest
 import torch
 
 from conftest import make_image_tree
@@ -33,17 +35,30 @@ def metric(tmp_path, name, key):
 
 
 def test_mae_pretrain_then_fine_tune_with_layer_decay(tmp_path):
-    schedule = ["--model.lr_scheduler.init_args.warmup_steps=2", "--model.lr_scheduler.init_args.total_steps=12"]
-    result, _ = mae_fit(tmp_path, "pre", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--trainer.max_steps=12", *schedule)
+    result, _ = mae_fit(tmp_path, "pre", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--trainer.max_steps=12")
     assert all(math.isfinite(v) for v in metric(tmp_path, "pre", "train/loss"))
     run_ptft("export", checkpoint_from(result), str(tmp_path / "export"), cwd=tmp_path)
     result, _ = mae_fit(tmp_path, "ft", "-c", str(CONFIGS / "trainer/cpu.yaml"), f"--model.pretrained={tmp_path / 'export'}",
-                        "--trainer.max_epochs=2", *schedule, config="finetune/imagenette_from_mae.yaml")
+                        "--trainer.max_epochs=2", config="finetune/imagenette_from_mae.yaml")
     assert len(metric(tmp_path, "ft", "val/acc")) == 2
     lrs = {k: v for k, v in zip(*[r.split(",") for r in next((tmp_path / "ft").glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()[:2]])}
     assert "lr-AdamW/backbone.0" in lrs and "lr-AdamW/head" in lrs  # one LR per depth, logged by LearningRateMonitor
     state = torch.load(checkpoint_from(result), weights_only=True)
     assert state["ptft"]["backbone"]["init_args"]["drop_path"] == 0.1
+
+
+def test_fine_tuning_schedule_spans_max_steps(tmp_path):
+    """`ptft fit -c configs/finetune/imagenette_from_mae.yaml --trainer.max_steps=N`: warmup (10%) and cosine over exactly N steps."""
+    steps = 20
+    mae_fit(tmp_path, "ft", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--model.pretrained=null", f"--trainer.max_steps={steps}",
+            "--trainer.limit_val_batches=1", config="finetune/imagenette_from_mae.yaml")
+    rows = list(csv.DictReader(next((tmp_path / "ft").glob("lightning_logs/version_0/metrics.csv")).open()))
+    lrs = {int(r["step"]): float(r["lr-AdamW/head"]) for r in rows if r.get("lr-AdamW/head")}  # the LR each step ran with
+    assert {float(r["lr-AdamW/head.no_decay"]) for r in rows if r.get("lr-AdamW/head.no_decay")} == set(lrs.values())
+    warmup, peak = 2, 1e-3  # 10% of 20 steps; the optimizer's lr
+    expected = [peak * (s + 1) / (warmup + 1) if s < warmup else peak * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup)))
+                for s in range(steps)]
+    assert list(lrs) == list(range(steps)) and list(lrs.values()) == pytest.approx(expected)
 
 
 def test_mae_two_process_ddp_and_bf16(tmp_path):

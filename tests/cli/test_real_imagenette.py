@@ -50,7 +50,7 @@ def test_mae_on_real_images(imagenette, tmp_path):
            "--model.backbone.init_args.width=64", "--model.backbone.init_args.heads=2", "--model.decoder_width=32", "--model.decoder_depth=1"]
     run_ptft("fit", "-c", str(CONFIGS / "pretrain/mae_imagenette.yaml"), f"--data.root={imagenette}", *SUBSET, *vit,
              "--data.image_size=32", "--trainer.max_steps=10", "--trainer.log_every_n_steps=1", "--trainer.limit_val_batches=2",
-             "--model.lr_scheduler.init_args.warmup_steps=2", "--model.lr_scheduler.init_args.total_steps=10",
+             "--model.lr_scheduler.init_args.warmup_fraction=0.2",
              f"--trainer.logger.save_dir={tmp_path / 'mae'}", cwd=tmp_path)
     rows = [r.split(",") for r in next((tmp_path / "mae").glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()]
     losses = [float(r[rows[0].index("train/loss")]) for r in rows[1:] if r[rows[0].index("train/loss")]]

@@ -33,7 +33,6 @@ def csv_logger(tmp_path):
 def finetune_args(text_root, *extra, config="sst2_from_mlm.yaml"):
     return ["fit", "-c", str(CONFIGS / "finetune" / config), "-c", str(CONFIGS / "trainer/cpu.yaml"),
             f"--data.root={text_root / 'sst2'}", "--data.max_length=32", "--data.batch_size=16", "--trainer.max_epochs=1",
-            "--model.lr_scheduler.init_args.total_steps=25", "--model.lr_scheduler.init_args.warmup_steps=1",
             "--trainer.enable_progress_bar=false", *extra]
 
 
@@ -125,8 +124,7 @@ def test_real_wikitext2_masked_lm_validation_perplexity_falls(tmp_path):
              "--model.backbone.init_args.depth=1", "--model.backbone.init_args.width=64", "--model.backbone.init_args.heads=2",
              "--data.block_size=64", "--model.backbone.init_args.max_length=64", "--data.batch_size=16", f"--data.cache_dir={tmp_path / 'cache'}",
              f"--trainer.max_steps={steps}", "--trainer.val_check_interval=20", "--trainer.limit_val_batches=4",
-             "--model.optimizer.init_args.lr=2e-3", f"--model.lr_scheduler.init_args.total_steps={steps}",
-             "--model.lr_scheduler.init_args.warmup_steps=5", "--trainer.enable_progress_bar=false", *csv_logger(tmp_path),
+             "--model.optimizer.init_args.lr=2e-3", "--trainer.enable_progress_bar=false", *csv_logger(tmp_path),
              cwd=tmp_path, timeout=600)
     perplexities = metric_column(tmp_path / "logs", "val/mlm_ppl")
     assert len(perplexities) == 3 and perplexities[-1] < perplexities[0] < 2048
@@ -141,7 +139,6 @@ def test_real_sst2_fine_tuning_beats_the_majority_class(tmp_path):
              "--data.vocab_size=4096", "--model.backbone.init_args.vocab_size=4096", "--data.max_length=64",
              "--model.backbone.init_args.max_length=64", "--data.val_file=test.tsv", "--data.test_file=null",
              "--trainer.max_epochs=1", "--trainer.limit_train_batches=150", "--model.optimizer.init_args.lr=1e-3",
-             "--model.lr_scheduler.init_args.total_steps=150", "--model.lr_scheduler.init_args.warmup_steps=10",
              "--trainer.enable_progress_bar=false", *csv_logger(tmp_path), cwd=tmp_path, timeout=600)
     accuracy = metric_column(tmp_path / "logs", "val/acc")[-1]
     assert accuracy > majority + 0.1, (accuracy, majority)

@@ -42,7 +42,7 @@ def test_full_fine_tuning_trains_the_backbone_at_its_own_learning_rate(image_tre
     trainer = fit(model, image_tree, epochs=1)
     assert any(not torch.equal(v, model.backbone.state_dict()[k]) for k, v in before.items())
     groups = {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups}
-    assert groups == {"head": 0.1, "backbone": 1e-4}
+    assert groups == {"head": 0.1, "head.no_decay": 0.1, "backbone": 1e-4, "backbone.no_decay": 1e-4}
 
 
 def test_unfreeze_at_epoch(image_tree):
@@ -127,7 +127,7 @@ def test_layer_decay_gives_each_depth_its_learning_rate():
     model = FineTuning(num_classes=3, backbone=vit, layer_decay=0.5, backbone_lr=0.8,
                        optimizer=lambda params: torch.optim.AdamW(params, lr=0.1))
     optimizer = model.configure_optimizers()
-    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    lrs = {g["name"].removesuffix(".no_decay"): g["lr"] for g in optimizer.param_groups}  # both weight-decay halves
     # head at the optimizer's lr; backbone from its last group (final norm) at backbone_lr, halving per depth
     assert lrs == pytest.approx({"head": 0.1, "backbone.3": 0.8, "backbone.2": 0.4, "backbone.1": 0.2, "backbone.0": 0.1})
     first = next(g for g in optimizer.param_groups if g["name"] == "backbone.0")
@@ -141,6 +141,6 @@ def test_layer_decay_per_resnet_stage_and_its_range():
     model = FineTuning(num_classes=3, backbone=ResNet(small_images=True), layer_decay=0.75,
                        optimizer=lambda params: torch.optim.SGD(params, lr=1.0))
     lrs = [g["lr"] for g in model.configure_optimizers().param_groups if g["name"].startswith("backbone")]
-    assert lrs == pytest.approx([0.75**4, 0.75**3, 0.75**2, 0.75, 1.0])  # stem, layer1..layer4
+    assert lrs == pytest.approx([s for s in [0.75**4, 0.75**3, 0.75**2, 0.75, 1.0] for _half in ("decayed", "no_decay")])  # stem, layer1..layer4, each split
     with pytest.raises(ValueError, match=r"model.layer_decay must be in \(0, 1\]"):
         FineTuning(num_classes=3, backbone=ResNet(), layer_decay=1.5)
