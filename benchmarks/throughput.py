@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results import report  # noqa: E402
 
+from ptft.data.spec import DataSpec  # noqa: E402
+
 CONFIGS = ROOT / "configs"
 IMAGE_SIZE = 32
 BLOCK_SIZE = 128
@@ -86,21 +88,17 @@ class SyntheticData(pl.LightningDataModule):
                  num_classes: int = 10, block_size: int = BLOCK_SIZE, vocab_size: int = 8192) -> None:
         super().__init__()
         self.kind, self.batch_size, self.num_batches = kind, batch_size, num_batches
-        self.image_size, self.num_classes = image_size, num_classes
         generator = torch.Generator().manual_seed(0)
+        labels = [str(i) for i in range(num_classes)]
         if kind == "image":
             self.item = (torch.rand(3, image_size, image_size, generator=generator) * 2 - 1, 0)
+            self.spec = DataSpec("image", num_classes=num_classes, label_names=labels, image_size=image_size)
         else:
-            self.tokenizer = synthetic_tokenizer(vocab_size)
-            tokens = torch.randint(len(self.tokenizer.special_ids), vocab_size, (block_size,), generator=generator)
+            tokenizer = synthetic_tokenizer(vocab_size)
+            tokens = torch.randint(len(tokenizer.special_ids), vocab_size, (block_size,), generator=generator)
             self.item = tokens if kind == "lm" else (tokens, 0)
-            if kind == "lm":
-                self.block_size = block_size
-            else:
-                self.max_length = block_size
-
-    def use_tokenizer(self, tokenizer, source) -> None:  # FineTuning's hand-over of a pretrained tokenizer
-        self.tokenizer = tokenizer
+            self.spec = DataSpec("text", tokenizer=tokenizer, max_length=block_size,
+                                 **({} if kind == "lm" else {"num_classes": num_classes, "label_names": labels}))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.kind == "image":
@@ -162,9 +160,7 @@ def build(task: str, batch_size: int, num_batches: int, extra_args: tuple[str, .
     sys.argv = sys.argv[:1]  # LightningCLI warns when it sees this script's own options
     cli = PtftCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                   save_config_callback=None, auto_configure_optimizers=False, run=False, args=args)
-    check = getattr(cli.model, "check_data", None)
-    if callable(check):
-        check(cli.datamodule)
+    cli.model.check_data(cli.datamodule.spec)
     return cli.model, cli.datamodule, kind
 
 

@@ -22,8 +22,10 @@ from pytorch_lightning.loggers import WandbLogger
 
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from ptft.errors import PtftError, one_line
+from ptft.data.spec import DataSpec
+from ptft.errors import ConfigError, PtftError, one_line
 from ptft.handoff import export_backbone
+from ptft.tasks.base import PtftTask
 from ptft.reliability import PREEMPTED_EXIT_CODE, find_last_checkpoint
 
 
@@ -109,9 +111,16 @@ class PtftCLI(LightningCLI):
             data["init_args"]["tokenizer"] = pretrained
 
     def _check_data(self) -> None:
-        check, spec = getattr(self.model, "check_data", None), getattr(self.datamodule, "spec", None)
-        if callable(check) and spec is not None:
-            check(spec)
+        """Before a trainer writes anything: the model must be able to use the data its spec describes."""
+        if not isinstance(self.model, PtftTask):
+            return
+        spec = getattr(self.datamodule, "spec", None)
+        if not isinstance(spec, DataSpec):
+            raise ConfigError(
+                f"data: {type(self.datamodule).__name__} has no spec: a DataModule describes its data for the model "
+                "in a ptft.data.spec.DataSpec attribute named spec (see docs/extending.md)"
+            )
+        self.model.check_data(spec)
 
     before_validate = before_test = before_predict = _check_data
 

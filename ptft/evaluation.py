@@ -14,7 +14,7 @@ from typing import Any, Callable
 import wandb
 
 from ptft.cli import run_cli
-from ptft.handoff import export_backbone
+from ptft.handoff import export_backbone, read_backbone
 
 
 def fit(args: list[str], test: bool = False) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict
     """
     pretrain = fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"])
     export_dir = export_backbone(pretrain["checkpoint"], run_dir / "backbone")
-    spec = json.loads((export_dir / "backbone.json").read_text())
+    spec = read_backbone(export_dir)[0]
     results: dict[str, Any] = {"pretrain": {k: pretrain[k] for k in ("seconds", "steps", "metrics")},
                                "backbone": {k: spec[k] for k in ("class_path", "init_args")}, "pretrained": {}, "random_init": {}}
     sources = [("pretrained", str(export_dir))]

@@ -18,7 +18,7 @@ from ptft.data import ImageFolderDataModule
 from ptft.errors import ConfigError
 from ptft.handoff import export_backbone, load_backbone, read_backbone
 from ptft.reliability import AtomicCheckpointIO
-from ptft.tasks import AutoencoderPretraining, FineTuning
+from ptft.tasks import AutoencoderPretraining, Classification
 
 
 def autoencoder_checkpoint(path: Path, seed: int = 0) -> Path:
@@ -145,7 +145,7 @@ def test_model_pretrained_refuses_a_pickle_that_runs_code(evil, tmp_path, capsys
     assert err.startswith(f"ptft: error: model.pretrained: {path}: refusing to load") and "\n" not in err
     assert not marker.exists()
     with pytest.raises(ConfigError, match="refusing to load"):
-        FineTuning(num_classes=3, pretrained=str(path))
+        Classification(num_classes=3, pretrained=str(path))
     assert not marker.exists()
 
 

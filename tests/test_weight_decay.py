@@ -3,7 +3,7 @@ import torch
 
 from conftest import small_encoder
 from ptft.backbones import DCGANEncoder, TextTransformer, ViT
-from ptft.tasks import FineTuning, GANPretraining, MaskedLMPretraining
+from ptft.tasks import Classification, GANPretraining, MaskedLMPretraining
 from ptft.weight_decay import split_weight_decay
 
 
@@ -55,7 +55,7 @@ def test_tied_lm_head_embedding_appears_once_without_decay():
 
 def test_layer_decay_groups_keep_their_scale_on_both_halves():
     vit = ViT(image_size=16, patch_size=8, depth=2, width=32, heads=2)
-    model = FineTuning(num_classes=3, backbone=vit, layer_decay=0.5, backbone_lr=0.8, optimizer=adamw)
+    model = Classification(num_classes=3, backbone=vit, layer_decay=0.5, backbone_lr=0.8, optimizer=adamw)
     groups = model.configure_optimizers().param_groups
     assert {g["name"]: (g.get("lr_scale"), g["weight_decay"]) for g in groups} == {
         "head": (None, 0.05), "head.no_decay": (None, 0.0),
@@ -68,7 +68,7 @@ def test_layer_decay_groups_keep_their_scale_on_both_halves():
 
 
 def test_split_can_be_turned_off_and_refuses_foreign_parameters():
-    model = FineTuning(num_classes=3, backbone=small_encoder(), optimizer=adamw)
+    model = Classification(num_classes=3, backbone=small_encoder(), optimizer=adamw)
     model.exclude_from_weight_decay = False
     assert [(g["name"], g["weight_decay"]) for g in model.configure_optimizers().param_groups] == [("head", 0.05), ("backbone", 0.05)]
     with pytest.raises(ValueError, match="parameter group 'x' holds a parameter that is not in the module"):

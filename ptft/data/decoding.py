@@ -217,3 +217,9 @@ def collate_images(samples: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tenso
         out = torch.empty((len(images), *images[0].shape), dtype=torch.uint8).share_memory_()
     batch = torch.stack(images, out=out).permute(0, 3, 1, 2)
     return batch, torch.tensor([label for _, label in samples])
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """A uint8 image batch as float32 in [-1, 1], channels-last: one pass to float, then in place.
+    Image DataModules call it in ``on_after_batch_transfer``, on the device, since batches cross as uint8."""
+    return images.to(torch.float32, memory_format=torch.channels_last).mul_(2 / 255).sub_(1.0)

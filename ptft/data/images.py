@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ptft.data import decoded_cache as dcache
-from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, collate_images, decode_error,
-                                decode_image, load_rgb, source_side)
+from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, collate_images, decode_error, decode_image,
+                                images_to_float, load_rgb, source_side)
 from ptft.data.paths import resolve_data_path
 from ptft.data.spec import DataSpec
 from ptft.data.loaders import evaluation_loader
@@ -306,7 +306,4 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        # one pass to float (the batch is channels-last already: collate_images), then in place to
-        # [-1, 1]; on the device, since the batch crossed as uint8
-        images = images.to(torch.float32, memory_format=torch.channels_last).mul_(2 / 255).sub_(1.0)
-        return images, labels
+        return images_to_float(images), labels

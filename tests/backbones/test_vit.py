@@ -91,7 +91,7 @@ def test_layer_groups_cover_every_parameter_once_in_depth_order():
 
 def test_fine_tuning_at_another_image_size_interpolates_the_learned_positions(tmp_path):
     from ptft.handoff import load_backbone
-    from ptft.tasks import FineTuning, MaskedAutoencoderPretraining
+    from ptft.tasks import Classification, MaskedAutoencoderPretraining
 
     pretrained = tiny_vit(position_embedding="learned")
     task = MaskedAutoencoderPretraining(pretrained, decoder_width=32, decoder_depth=1, decoder_heads=2)
@@ -101,7 +101,7 @@ def test_fine_tuning_at_another_image_size_interpolates_the_learned_positions(tm
     assert larger.position_embedding.shape == (36, 32)
     torch.testing.assert_close(larger.position_embedding.data, resize_position_embedding(pretrained.position_embedding.data, (4, 4), (6, 6)))
     torch.testing.assert_close(larger.patch_embed.weight, pretrained.patch_embed.weight)
-    model = FineTuning(num_classes=3, pretrained=str(path), backbone=tiny_vit(position_embedding="learned", image_size=48))
+    model = Classification(num_classes=3, pretrained=str(path), backbone=tiny_vit(position_embedding="learned", image_size=48))
     assert model(torch.randn(2, 3, 48, 48)).shape == (2, 3)
     with pytest.raises(ValueError, match="patch_size 8 there, 4 here.*only covers another image size"):
-        FineTuning(num_classes=3, pretrained=str(path), backbone=tiny_vit(patch_size=4))
+        Classification(num_classes=3, pretrained=str(path), backbone=tiny_vit(patch_size=4))

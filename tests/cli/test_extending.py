@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import pytest
 import torch
 from PIL import Image
@@ -95,3 +96,17 @@ def test_new_datamodule_rejects_a_bad_file_in_one_line_before_writing(tmp_path):
     message = str(stop.value.code)
     assert message.startswith("ptft: error: data.val_file: ") and "gray.npz: 'images' must be uint8 (N, H, H, 3)" in message
     assert "\n" not in message and not (tmp_path / "runs").exists()
+
+
+class NoSpecData(pl.LightningDataModule):
+    """A DataModule that forgot its ``spec``."""
+
+    def train_dataloader(self):
+        return []
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+def test_a_datamodule_without_a_spec_is_refused_before_writing(tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        ptft(["fit", "-c", str(ROTATION), f"--data={__name__}.NoSpecData", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
+    assert "ptft: error: data: NoSpecData has no spec" in str(stop.value.code) and not (tmp_path / "runs").exists()

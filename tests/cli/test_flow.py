@@ -32,7 +32,7 @@ def test_pretrain_export_finetune_on_another_tree(tmp_path, cifar_style_tree):
     assert checkpoint != checkpoint_from(first) and checkpoint.endswith("last.ckpt")
 
     run_ptft("export", checkpoint, str(tmp_path / "export"), cwd=tmp_path)
-    assert json.loads((tmp_path / "export/backbone.json").read_text())["class_path"] == "ptft.backbones.dcgan.DCGANEncoder"
+    assert json.loads((tmp_path / "export/backbone.json").read_text())["modules"]["backbone"]["class_path"] == "ptft.backbones.dcgan.DCGANEncoder"
 
     for config in ("finetune/imagenette_linear_probe.yaml", "finetune/imagenette_full.yaml"):
         result = run_ptft("fit", "-c", str(CONFIGS / config), *data, f"--model.pretrained={tmp_path / 'export'}",

@@ -44,7 +44,7 @@ def test_mae_pretrain_then_fine_tune_with_layer_decay(tmp_path):
     lrs = {k: v for k, v in zip(*[r.split(",") for r in next((tmp_path / "ft").glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()[:2]])}
     assert "lr-AdamW/backbone.0" in lrs and "lr-AdamW/head" in lrs  # one LR per depth, logged by LearningRateMonitor
     state = torch.load(checkpoint_from(result), weights_only=True)
-    assert state["ptft"]["backbone"]["init_args"]["drop_path"] == 0.1
+    assert state["ptft"]["modules"]["backbone"]["init_args"]["drop_path"] == 0.1
 
 
 def test_fine_tuning_schedule_spans_max_steps(tmp_path):

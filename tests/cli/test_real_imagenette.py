@@ -28,7 +28,7 @@ def test_autoencoder_then_linear_probe_on_real_images(imagenette, tmp_path):
                       f"--model.pretrained={tmp_path / 'export'}", f"--trainer.logger.save_dir={tmp_path / 'probe'}", cwd=tmp_path)
     state = torch.load(checkpoint_from(result), weights_only=True)
     assert state["hyper_parameters"]["num_classes"] == 10  # linked from the DataModule
-    assert state["ptft"]["backbone"]["class_path"] == "ptft.backbones.dcgan.DCGANEncoder"
+    assert state["ptft"]["modules"]["backbone"]["class_path"] == "ptft.backbones.dcgan.DCGANEncoder"
 
 
 def test_gan_on_real_images_then_samples(imagenette, tmp_path):

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ptft.data.decoding import collate_images
+from ptft.data.decoding import collate_images, images_to_float
 from ptft.data.loaders import evaluation_loader
 from ptft.data.paths import resolve_data_path
 from ptft.data.resumable import resumable_loader
@@ -79,4 +79,4 @@ class ArrayImagesDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch  # uint8 until here, on the device: float [-1, 1], channels_last (as ptft's DataModules)
-        return images.to(torch.float32, memory_format=torch.channels_last).mul_(2 / 255).sub_(1.0), labels
+        return images_to_float(images), labels

@@ -11,7 +11,7 @@ from ptft.backbones.base import Backbone
 from ptft.data import ImageFolderDataModule
 from ptft.errors import DivergenceError
 from ptft.handoff import export_backbone
-from ptft.tasks import FineTuning, GANPretraining
+from ptft.tasks import Classification, GANPretraining
 from ptft.tasks.gan import load_generator
 
 
@@ -78,7 +78,7 @@ def test_training_is_finite_logs_samples_and_hands_the_trunk_to_fine_tuning(imag
         assert math.isfinite(metrics[key].item()), key
     assert list(tmp_path.glob("lightning_logs/version_0/images/val_samples_step*.png"))
     export = export_backbone(trainer.checkpoint_callback.best_model_path, tmp_path / "export")
-    probe = FineTuning(num_classes=3, pretrained=str(export), mode="linear_probe")
+    probe = Classification(num_classes=3, pretrained=str(export), mode="linear_probe")
     assert type(probe.backbone) is type(model.backbone)
     images = torch.rand(2, 3, 16, 16) * 2 - 1
     model.backbone.eval(), probe.backbone.eval()

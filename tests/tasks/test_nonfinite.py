@@ -10,14 +10,14 @@ from ptft.backbones import ViT
 from ptft.callbacks import NonFiniteGuard
 from ptft.data import ImageFolderDataModule
 from ptft.errors import DivergenceError
-from ptft.tasks import AutoencoderPretraining, FineTuning, MaskedAutoencoderPretraining
+from ptft.tasks import AutoencoderPretraining, Classification, MaskedAutoencoderPretraining
 from reliability_callbacks import PoisonBatch, state_digest
 
 TASKS = {
     "autoencoder": lambda **kw: AutoencoderPretraining(small_encoder(), num_grid_images=0, **kw),
     "mae": lambda **kw: MaskedAutoencoderPretraining(ViT(image_size=16, patch_size=4, depth=1, width=32, heads=2),
                                                      decoder_width=32, decoder_depth=1, decoder_heads=2, num_grid_images=0, **kw),
-    "finetune": lambda **kw: FineTuning(num_classes=3, backbone=small_encoder(), **kw),
+    "finetune": lambda **kw: Classification(num_classes=3, backbone=small_encoder(), **kw),
 }
 
 

@@ -3,11 +3,11 @@ import pytorch_lightning as pl
 import torch
 
 from conftest import make_image_tree, small_encoder
-from ptft.backbones import DCGANEncoder, ResNet
+from ptft.backbones import DCGANEncoder, ResNet, TextTransformer
 from ptft.callbacks import CheckpointMetadata
 from ptft.data import ImageFolderDataModule
 from ptft.handoff import export_backbone
-from ptft.tasks import AutoencoderPretraining, FineTuning
+from ptft.tasks import AutoencoderPretraining, Classification
 
 
 def fit(model, image_tree, epochs=2, **trainer_kwargs):
@@ -25,7 +25,7 @@ def snapshot(module):
 
 def test_linear_probe_freezes_the_backbone_and_its_batchnorm_statistics(image_tree):
     pl.seed_everything(0)
-    model = FineTuning(num_classes=3, backbone=small_encoder(), mode="linear_probe", feature_norm=True,
+    model = Classification(num_classes=3, backbone=small_encoder(), mode="linear_probe", feature_norm=True,
                        optimizer=lambda params: torch.optim.Adam(params, lr=0.05))
     backbone_before, head_before = snapshot(model.backbone), snapshot(model.head)
     trainer = fit(model, image_tree, epochs=15)  # the head's BatchNorm statistics need a few epochs
@@ -36,7 +36,7 @@ def test_linear_probe_freezes_the_backbone_and_its_batchnorm_statistics(image_tr
 
 
 def test_full_fine_tuning_trains_the_backbone_at_its_own_learning_rate(image_tree):
-    model = FineTuning(num_classes=3, backbone=small_encoder(), mode="full", backbone_lr=1e-4,
+    model = Classification(num_classes=3, backbone=small_encoder(), mode="full", backbone_lr=1e-4,
                        optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
     before = snapshot(model.backbone)
     trainer = fit(model, image_tree, epochs=1)
@@ -46,7 +46,7 @@ def test_full_fine_tuning_trains_the_backbone_at_its_own_learning_rate(image_tre
 
 
 def test_unfreeze_at_epoch(image_tree):
-    model = FineTuning(num_classes=3, backbone=small_encoder(), mode="linear_probe", unfreeze_at_epoch=1)
+    model = Classification(num_classes=3, backbone=small_encoder(), mode="linear_probe", unfreeze_at_epoch=1)
     before = snapshot(model.backbone)
     fit(model, image_tree, epochs=1)
     assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in before.items())
@@ -57,17 +57,17 @@ def test_unfreeze_at_epoch(image_tree):
 
 def test_top5_accuracy_with_more_than_five_classes(tmp_path):
     make_image_tree(tmp_path / "t", classes=[f"c{i}" for i in range(6)], per_class=2)
-    model = FineTuning(num_classes=6, backbone=small_encoder())
+    model = Classification(num_classes=6, backbone=small_encoder())
     trainer = fit(model, tmp_path / "t", epochs=1)
     assert trainer.callback_metrics["val/acc_top5"] >= trainer.callback_metrics["val/acc"]
     test_data = ImageFolderDataModule(root=str(tmp_path / "t"), test_split="val", image_size=16, batch_size=8, num_workers=0)
     trainer.test(model, datamodule=test_data, verbose=False)
     assert {"test/acc", "test/acc_top5"} <= set(trainer.callback_metrics)
-    assert "acc_top5" not in FineTuning(num_classes=5, backbone=small_encoder()).eval_metrics["val"]
+    assert "acc_top5" not in Classification(num_classes=5, backbone=small_encoder()).eval_metrics["val"]
 
 
 def test_mlp_head_and_feature_norm():
-    model = FineTuning(num_classes=4, backbone=small_encoder(), head="mlp", head_hidden_dim=32, feature_norm=True)
+    model = Classification(num_classes=4, backbone=small_encoder(), head="mlp", head_hidden_dim=32, feature_norm=True)
     norm = model.head[0]
     assert isinstance(norm, torch.nn.BatchNorm1d) and not norm.affine
     assert model(torch.randn(3, 3, 16, 16)).shape == (3, 4)
@@ -91,7 +91,7 @@ def test_pretrained_weights_arrive_from_a_checkpoint_or_an_export(tmp_path, sour
     path, _ = _pretrained_checkpoint(tmp_path, backbone)
     if source == "export":
         path = export_backbone(path, tmp_path / "export")
-    model = FineTuning(num_classes=3, pretrained=str(path))
+    model = Classification(num_classes=3, pretrained=str(path))
     assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in backbone.state_dict().items())
     assert model.backbone.spec() == backbone.spec()
 
@@ -99,12 +99,12 @@ def test_pretrained_weights_arrive_from_a_checkpoint_or_an_export(tmp_path, sour
 def test_mismatched_backbone_lists_keys_and_shapes(tmp_path):
     path, _ = _pretrained_checkpoint(tmp_path, small_encoder())
     with pytest.raises(ValueError) as info:
-        FineTuning(num_classes=3, pretrained=str(path), backbone=DCGANEncoder(base_width=16, num_layers=3))
+        Classification(num_classes=3, pretrained=str(path), backbone=DCGANEncoder(base_width=16, num_layers=3))
     message = str(info.value)
     assert "missing (6)" in message and "layers.6.weight" in message
     assert "mis-shaped" in message and "layers.0.weight: (8, 3, 4, 4) in" in message and "(16, 3, 4, 4) here" in message
     with pytest.raises(ValueError, match="holds a ptft.backbones.dcgan.DCGANEncoder, but model.backbone is a ptft.backbones.resnet.ResNet"):
-        FineTuning(num_classes=3, pretrained=str(path), backbone=ResNet())
+        Classification(num_classes=3, pretrained=str(path), backbone=ResNet())
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -117,14 +117,14 @@ def test_bad_arguments_are_named(kwargs, error, message):
     if kwargs.get("backbone") == "make":
         kwargs["backbone"] = small_encoder()
     with pytest.raises(error, match=message):
-        FineTuning(num_classes=3, **kwargs)
+        Classification(num_classes=3, **kwargs)
 
 
 def test_layer_decay_gives_each_depth_its_learning_rate():
     from ptft.backbones import ViT
 
     vit = ViT(image_size=16, patch_size=8, depth=2, width=32, heads=2)
-    model = FineTuning(num_classes=3, backbone=vit, layer_decay=0.5, backbone_lr=0.8,
+    model = Classification(num_classes=3, backbone=vit, layer_decay=0.5, backbone_lr=0.8,
                        optimizer=lambda params: torch.optim.AdamW(params, lr=0.1))
     optimizer = model.configure_optimizers()
     lrs = {g["name"].removesuffix(".no_decay"): g["lr"] for g in optimizer.param_groups}  # both weight-decay halves
@@ -138,9 +138,26 @@ def test_layer_decay_gives_each_depth_its_learning_rate():
 def test_layer_decay_per_resnet_stage_and_its_range():
     from ptft.backbones import ResNet
 
-    model = FineTuning(num_classes=3, backbone=ResNet(small_images=True), layer_decay=0.75,
+    model = Classification(num_classes=3, backbone=ResNet(small_images=True), layer_decay=0.75,
                        optimizer=lambda params: torch.optim.SGD(params, lr=1.0))
     lrs = [g["lr"] for g in model.configure_optimizers().param_groups if g["name"].startswith("backbone")]
     assert lrs == pytest.approx([s for s in [0.75**4, 0.75**3, 0.75**2, 0.75, 1.0] for _half in ("decayed", "no_decay")])  # stem, layer1..layer4, each split
     with pytest.raises(ValueError, match=r"model.layer_decay must be in \(0, 1\]"):
-        FineTuning(num_classes=3, backbone=ResNet(), layer_decay=1.5)
+        Classification(num_classes=3, backbone=ResNet(), layer_decay=1.5)
+
+
+def test_the_data_contract_runs_one_way(image_tree, tmp_path):
+    data = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0)
+    model = Classification(backbone=small_encoder(), data_spec=data.spec)  # classes come from the data's spec
+    assert model.num_classes == 3 and model.hparams.num_classes == 3
+    text = TextTransformer(vocab_size=64, max_length=8, depth=1, width=16, heads=2)
+    with pytest.raises(ValueError, match="the data gives image inputs, but the backbone TextTransformer reads text inputs"):
+        Classification(backbone=text, data_spec=data.spec).check_data(data.spec)
+    with pytest.raises(ValueError, match="the data has 3 classes but model.num_classes is 4"):
+        Classification(num_classes=4, backbone=small_encoder()).check_data(data.spec)
+    with pytest.raises(ValueError, match="model.num_classes is not set and the data gives no classes"):
+        Classification(backbone=small_encoder())
+    before = {k: v for k, v in vars(data).items() if not k.startswith("_")}
+    pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_checkpointing=False, limit_val_batches=1).fit(model, datamodule=data)
+    after = {k: v for k, v in vars(data).items() if not k.startswith("_")}
+    assert after.keys() == before.keys() and vars(data.spec) == {**vars(data.spec), "num_classes": 3}  # the model wrote nothing into the data
