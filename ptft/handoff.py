@@ -126,7 +126,7 @@ def read_pretrained(source: str | os.PathLike) -> Pretrained:
     process while the files are unchanged."""
     path = Path(source)
     if not path.exists():
-        raise MissingPathError(f"{path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
+        raise MissingPathError(f"checkpoint {path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else None for f in files)
     return _read_cached(path.resolve(), stamp)
