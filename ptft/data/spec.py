@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ptft.data.tokenizer import TextTokenizer
 
 
+@dataclass
 class DataSpec:
     """The description a DataModule gives of its data (``datamodule.spec``); the ``ptft`` CLI
     links it into the model as ``model.data_spec``, and a task started from Python reads it from
@@ -24,24 +26,9 @@ class DataSpec:
         max_length: longest token sequence a batch holds (text).
     """
 
-    def __init__(
-        self,
-        input_kind: str,
-        num_classes: int | None = None,
-        label_names: list[str] | None = None,
-        image_size: int | None = None,
-        tokenizer: TextTokenizer | None = None,
-        max_length: int | None = None,
-    ) -> None:
-        self.input_kind = input_kind
-        self.num_classes = num_classes
-        self.label_names = label_names
-        self.image_size = image_size
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __repr__(self) -> str:
-        fields = {k: v for k, v in vars(self).items() if v is not None and k != "tokenizer"}
-        if self.tokenizer is not None:
-            fields["vocab_size"] = self.tokenizer.vocab_size
-        return f"DataSpec({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+    input_kind: str
+    num_classes: int | None = None
+    label_names: list[str] | None = None
+    image_size: int | None = None
+    tokenizer: TextTokenizer | None = field(default=None, repr=False)
+    max_length: int | None = None

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from helpers import CONFIGS
-from ptft.cli import run_cli
+from ptft.cli import main, run_cli
 
 AUTOENCODER = CONFIGS / "pretrain" / "autoencoder_imagenette.yaml"
 STACKS = {
@@ -49,3 +49,14 @@ def test_wrong_type_is_rejected_naming_the_key(capsys):
     with pytest.raises(SystemExit):
         run_cli(["fit", "-c", str(AUTOENCODER), "--data.init_args.image_size=big", "--print_config"])
     assert "image_size" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+@pytest.mark.parametrize("task", ["ptft.tasks.Classification", "ptft.tasks.MaskedLMPretraining"])
+def test_the_shared_options_are_declared_once_and_listed_for_every_task(task, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", task])
+    listed = capsys.readouterr().out
+    for option in ("optimizer", "lr_scheduler", "lr_scheduler_interval", "on_nonfinite", "exclude_from_weight_decay", "torch_compile"):
+        assert f"--model.{option} " in listed, option
+    assert ("--model.layer_decay " in listed) == (task == "ptft.tasks.Classification")  # FineTuningTask's, through Classification's **kwargs
