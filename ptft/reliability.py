@@ -65,15 +65,23 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """``torch.load(weights_only=True)`` with one-line errors naming the file."""
     if not Path(path).is_file():
         raise MissingPathError(f"checkpoint {path} does not exist or is not a file")
+    if Path(path).stat().st_size == 0:
+        raise ConfigError(f"{path}: not a readable checkpoint (an empty file, 0 bytes)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise ConfigError(
             f"{path}: refusing to load: not a plain checkpoint of tensors and values, so it could run code "
-            f"when unpickled (weights_only=True): {str(error).splitlines()[0]}"
+            f"when unpickled (weights_only=True): {first_line(error)}"
         ) from None
     except (RuntimeError, EOFError) as error:
-        raise ConfigError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its class name when the message is empty (a
+    truncated file's ``EOFError``)."""
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -166,3 +166,17 @@ def test_trainer_fit_ckpt_path_refuses_a_pickle_that_runs_code(evil, image_tree,
     with pytest.raises(ConfigError, match="refusing to load"):
         trainer.fit(AutoencoderPretraining(small_encoder()), datamodule=dm, ckpt_path=path)
     assert not marker.exists()
+
+
+def test_a_zero_byte_checkpoint_is_one_line_naming_it_and_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "zero.ckpt"
+    path.write_bytes(b"")
+    code, err = run_main(["export", str(path), str(tmp_path / "out")], capsys)
+    assert code == 2 and err.startswith(f"ptft export: error: {path}: not a readable checkpoint") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    tree = make_image_tree(tmp_path / "tree", per_class=2)
+    code, err = run_main(["fit", "-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), f"--data.root={tree}",
+                          f"--model.pretrained={path}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+                          f"--trainer.default_root_dir={tmp_path / 'root'}"], capsys)
+    assert err.startswith(f"ptft: error: model.pretrained: {path}: not a readable checkpoint") and "\n" not in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "root").exists()
