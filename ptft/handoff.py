@@ -13,7 +13,9 @@ A ptft checkpoint holds the same under ``checkpoint["ptft"]`` (``format_version`
 ``tokenizer``, ``labels``). Exports and checkpoints written before format version 2 hold one module,
 ``backbone`` (``backbone.json`` with ``class_path`` at the top; a checkpoint's ``ptft.backbone``),
 and still load. Checkpoints are read with
-``torch.load(weights_only=True)``: nothing in them is unpickled as code. Each source is read once
+``torch.load(weights_only=True)``: nothing in them is unpickled as code; a module spec's
+``class_path`` is imported only from ``ptft.backbones`` or a module named in
+``$PTFT_TRUSTED_MODULES`` (:func:`trusted_module`). Each source is read once
 per process (:func:`read_pretrained` keeps the last few, keyed by path, size and modification time).
 """
 
@@ -23,6 +25,7 @@ import functools
 import importlib
 import json
 import os
+import pkgutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ from ptft.reliability import safe_torch_load
 FORMAT_VERSION = 2
 SPEC_FILE = "backbone.json"
 TOKENIZER_FILE = "tokenizer.json"
+TRUSTED_MODULES_ENV = "PTFT_TRUSTED_MODULES"  # modules outside ptft.backbones that a backbone spec may name
 
 
 @dataclass(frozen=True)
@@ -172,10 +176,29 @@ def folded_state_dict(backbone: Backbone) -> dict[str, torch.Tensor] | None:
     return state
 
 
+def trusted_module(module_name: str) -> bool:
+    """Whether a spec's ``class_path`` may import ``module_name``: ptft's own backbone modules
+    (``ptft.backbones`` and its submodules, listed without importing anything), or a module named
+    in ``$PTFT_TRUSTED_MODULES`` (comma-separated; a package name trusts its submodules too)."""
+    import ptft.backbones
+
+    if module_name == "ptft.backbones" or module_name in {f"ptft.backbones.{m.name}" for m in pkgutil.iter_modules(ptft.backbones.__path__)}:
+        return True
+    trusted = [name.strip() for name in os.environ.get(TRUSTED_MODULES_ENV, "").split(",") if name.strip()]
+    return any(module_name == name or module_name.startswith(f"{name}.") for name in trusted)
+
+
 def build_backbone(spec: dict[str, Any]) -> Backbone:
-    """Instantiate the backbone a spec describes (random weights); only Backbone subclasses."""
+    """Instantiate the backbone a spec describes (random weights): only Backbone subclasses, and
+    only from a :func:`trusted_module`, checked before anything is imported (a hostile export
+    must not make ptft import arbitrary modules)."""
     class_path = spec.get("class_path", "") if isinstance(spec, dict) else ""
     module_name, _, class_name = class_path.rpartition(".")
+    if not trusted_module(module_name):
+        raise ConfigError(
+            f"backbone class_path {class_path!r} is not a ptft backbone (ptft.backbones.*) and was not imported; "
+            f"to load backbones from a module you trust, set {TRUSTED_MODULES_ENV}={module_name or class_path}"
+        )
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError):

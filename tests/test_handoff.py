@@ -1,5 +1,7 @@
 import json
 import pickle
+import subprocess
+import sys
 
 import pytest
 import pytorch_lightning as pl
@@ -7,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TESTS, make_sentiment_tsv
+from helpers import run_ptft
 from ptft.backbones import DCGANEncoder, TextTransformer
 from ptft.cli import main
 from ptft.data import ImageFolderDataModule, TextClassificationDataModule
@@ -160,8 +163,61 @@ def test_spec_must_name_a_backbone(tmp_path):
     out.mkdir()
     (out / "backbone.safetensors").write_bytes(b"")
     (out / "backbone.json").write_text(json.dumps({"class_path": "os.system", "init_args": {}}))
-    with pytest.raises(ValueError, match="'os.system' is not a ptft.backbones.Backbone"):
+    with pytest.raises(ValueError, match="'os.system' is not a ptft backbone .* set PTFT_TRUSTED_MODULES=os$"):
+        Classification(num_classes=2, pretrained=str(out))
+    (out / "backbone.json").write_text(json.dumps({"class_path": "ptft.backbones.vit.ConfigError", "init_args": {}}))
+    with pytest.raises(ValueError, match="'ptft.backbones.vit.ConfigError' is not a ptft.backbones.Backbone"):
         Classification(num_classes=2, pretrained=str(out))
     (out / "backbone.json").write_text(json.dumps(DCGANEncoder().spec()))
     with pytest.raises(ValueError, match="backbone.safetensors: not a readable safetensors file"):
         Classification(num_classes=2, pretrained=str(out))
+
+
+LOAD_AND_LIST_MODULES = """
+import sys
+from ptft.errors import ConfigError
+from ptft.handoff import load_backbone
+for source in sys.argv[1:]:
+    try:
+        load_backbone(source)
+    except ConfigError as error:
+        print("refused:", error)
+print("imported this:", "this" in sys.modules)
+"""
+
+
+def test_a_hostile_class_path_is_refused_before_anything_is_imported(tmp_path, checkpoint):
+    export = tmp_path / "hostile"
+    export.mkdir()
+    (export / "backbone.safetensors").write_bytes(b"")
+    (export / "backbone.json").write_text(json.dumps({"format_version": 2, "modules": {"backbone": {"class_path": "this.Foo", "init_args": {}}}}))
+    path, _ = checkpoint
+    edited = torch.load(path, weights_only=True)
+    edited["ptft"]["backbone"]["class_path"] = "this.Foo"
+    torch.save(edited, tmp_path / "edited.ckpt")
+    for source in (export, tmp_path / "edited.ckpt"):  # a fresh process each: sys.modules starts clean
+        result = subprocess.run([sys.executable, "-c", LOAD_AND_LIST_MODULES, str(source)], capture_output=True, text=True, timeout=300)
+        assert result.stdout.splitlines() == [
+            "refused: backbone class_path 'this.Foo' is not a ptft backbone (ptft.backbones.*) and was not imported; "
+            "to load backbones from a module you trust, set PTFT_TRUSTED_MODULES=this", "imported this: False"], result.stderr
+        exported = run_ptft("export", str(source), str(tmp_path / "out"), cwd=tmp_path, check=False)
+        assert exported.returncode == 2 and "Beautiful is better than ugly" not in exported.stdout
+        assert exported.stderr.startswith("ptft export: error: backbone class_path 'this.Foo' is not a ptft backbone") and exported.stderr.count("\n") == 1
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_backbone_outside_ptft_loads_when_its_module_is_trusted(tmp_path, monkeypatch):
+    from extensions.tiny_convnet import TinyConvNet
+
+    backbone = TinyConvNet(width=4)
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in backbone.state_dict().items()}, "ptft": {"backbone": backbone.spec()}}, path)
+    monkeypatch.delenv("PTFT_TRUSTED_MODULES", raising=False)
+    with pytest.raises(ValueError, match="set PTFT_TRUSTED_MODULES=extensions.tiny_convnet$"):
+        load_module(read_pretrained(path))
+    for trusted in ("extensions.tiny_convnet", "other, extensions"):  # a module, or a package and its submodules
+        monkeypatch.setenv("PTFT_TRUSTED_MODULES", trusted)
+        assert isinstance(load_module(read_pretrained(path)), TinyConvNet)
+    monkeypatch.setenv("PTFT_TRUSTED_MODULES", "extensions.tiny")  # a prefix of a name is not the module
+    with pytest.raises(ValueError, match="is not a ptft backbone"):
+        load_module(read_pretrained(path))

@@ -54,7 +54,7 @@ def logged(metrics_csv: Path, key: str) -> list[float]:
         return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
 
 
-def test_new_objective_backbone_and_datamodule_pretrain_export_probe(tmp_path):
+def test_new_objective_backbone_and_datamodule_pretrain_export_probe(tmp_path, monkeypatch):
     tree = make_oriented_tree(tmp_path / "images")
     runs = tmp_path / "runs"
     # The YAML names the objective by class_path (tests/ is on the subprocess's PYTHONPATH); the
@@ -67,6 +67,8 @@ def test_new_objective_backbone_and_datamodule_pretrain_export_probe(tmp_path):
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3, losses
     assert accuracy[-1] > 0.5, accuracy  # chance: 0.25
 
+    # A backbone spec outside ptft.backbones is only imported from a module the user trusts.
+    monkeypatch.setenv("PTFT_TRUSTED_MODULES", "extensions.tiny_convnet")  # also for the probe's subprocess
     export = tmp_path / "export"
     ptft(["export", str(tmp_path / checkpoint_from(result)), str(export)])  # in this process: tests/ is on sys.path here too
     manifest = json.loads((export / "backbone.json").read_text())
