@@ -11,13 +11,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ptft.data.paths import resolve_data_path
 from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
-from ptft.data.text_files import check_text_file
+from ptft.data.text_files import check_split_files
 from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, train_tokenizer
-from ptft.errors import ConfigError, MissingPathError
+from ptft.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
@@ -117,7 +116,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
     training texts. What the model needs is in ``spec`` (:class:`~ptft.data.spec.DataSpec`).
 
     Args:
-        root: folder holding the files (relative paths are also looked up under ``$PTFT_DATA``).
+        root: folder holding the files (relative paths are also looked up under ``$PTFT_DATA``);
+            not needed when every file path is absolute.
         train_file: training file, relative to ``root`` or absolute; ``.tsv``, ``.csv`` or ``.jsonl``.
         val_file: validation file.
         test_file: test file (None: no test split).
@@ -155,13 +155,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         super().__init__()
         if max_length < 3:
             raise ConfigError(f"data.max_length must be >= 3 (<cls>, a token, <sep>), got {max_length}")
-        root_path = resolve_data_path(root)
-        if not root_path.is_dir():
-            raise MissingPathError(f"data.root: {root_path} is not a folder")
-        self.files = {
-            split: check_text_file(root_path / name, f"data.{split}_file")
-            for split, name in zip(SPLITS, (train_file, val_file, test_file)) if name is not None
-        }
+        self.files = check_split_files(root, dict(zip(SPLITS, (train_file, val_file, test_file))))
         self.rows = {split: read_rows(path, text_column, label_column, has_header, delimiter) for split, path in self.files.items()}
         for split, rows in self.rows.items():
             if not rows:

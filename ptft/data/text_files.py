@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from ptft.data.paths import resolve_data_path
 from ptft.errors import ConfigError, MissingPathError
 
 CHUNK_BYTES = 1 << 20
@@ -20,6 +21,18 @@ def check_text_file(path: Path, key: str) -> Path:
     if path.stat().st_size == 0:
         raise ConfigError(f"{key}: {path} is empty")
     return path
+
+
+def check_split_files(root: str, names: dict[str, str | None]) -> dict[str, Path]:
+    """``{split: path}`` of the files given as ``data.<split>_file`` (None: no such split), each
+    checked with :func:`check_text_file`. Relative names are under ``root`` (resolved with
+    :func:`~ptft.data.paths.resolve_data_path`), which must then be a folder; when every name is
+    absolute, ``root`` is not used."""
+    base = resolve_data_path(root)
+    given = {split: Path(name).expanduser() for split, name in names.items() if name is not None}
+    if any(not path.is_absolute() for path in given.values()) and not base.is_dir():
+        raise MissingPathError(f"data.root: {base} is not a folder")
+    return {split: check_text_file(base / path, f"data.{split}_file") for split, path in given.items()}
 
 
 def _decode(piece: bytes, path: Path, offset: int) -> str:

@@ -20,10 +20,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ptft.data.paths import resolve_data_path
 from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
-from ptft.data.text_files import check_text_file, default_cache_dir, file_digest, read_lines
+from ptft.data.text_files import check_split_files, default_cache_dir, file_digest, read_lines
 from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, tokenizer_settings, train_tokenizer
 from ptft.errors import ConfigError, MissingPathError
@@ -95,7 +94,8 @@ class WikiTextDataModule(pl.LightningDataModule):
     (:class:`~ptft.data.spec.DataSpec`); a trained tokenizer enters it in ``prepare_data`` / ``setup``.
 
     Args:
-        root: folder holding the files (relative paths are also looked up under ``$PTFT_DATA``).
+        root: folder holding the files (relative paths are also looked up under ``$PTFT_DATA``);
+            not needed when every file path is absolute.
         train_file: training text, relative to ``root`` or absolute; the tokenizer is trained on it.
         val_file: validation text.
         test_file: test text (None: no test split).
@@ -133,13 +133,7 @@ class WikiTextDataModule(pl.LightningDataModule):
         if tokenizer_kind not in ("bpe", "wordpiece"):
             raise ConfigError(f"data.tokenizer_kind must be 'bpe' or 'wordpiece', got {tokenizer_kind!r}")
         self.save_hyperparameters()
-        root_path = resolve_data_path(root)
-        if not root_path.is_dir():
-            raise MissingPathError(f"data.root: {root_path} is not a folder")
-        self.files = {
-            split: check_text_file(root_path / name, f"data.{split}_file")
-            for split, name in zip(SPLITS, (train_file, val_file, test_file)) if name is not None
-        }
+        self.files = check_split_files(root, dict(zip(SPLITS, (train_file, val_file, test_file))))
         self.block_size = block_size
         self.batch_size = batch_size
         self.num_workers = num_workers

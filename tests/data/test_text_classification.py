@@ -6,7 +6,7 @@ import pytest
 
 from conftest import make_sentiment_tsv
 from ptft.data import TextClassificationDataModule
-from ptft.errors import ConfigError
+from ptft.errors import ConfigError, MissingPathError
 
 
 def write(path, text):
@@ -52,6 +52,16 @@ def test_headerless_files_take_column_indices(tmp_path):
     dm = TextClassificationDataModule(root=str(tmp_path / "h"), train_file="train.tsv", val_file="val.tsv", test_file=None,
                                       has_header=False, text_column=1, label_column=0)
     assert dm.rows["train"] == [("nice one", "1"), ("nope", "0")]
+
+
+def test_absolute_file_paths_need_no_root_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PTFT_DATA", raising=False)
+    root = sst(tmp_path)
+    dm = TextClassificationDataModule(root="sst2", train_file=str(root / "train.tsv"), val_file=str(root / "dev.tsv"), test_file=None)
+    assert dm.files == {"train": root / "train.tsv", "val": root / "dev.tsv"} and len(dm.rows["train"]) == 60
+    with pytest.raises(MissingPathError, match=r"^data.root: sst2 is not a folder$"):
+        TextClassificationDataModule(root="sst2", train_file=str(root / "train.tsv"), val_file="dev.tsv", test_file=None)
 
 
 def test_test_labels_never_seen_in_training_are_refused(tmp_path):

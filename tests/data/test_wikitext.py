@@ -70,6 +70,16 @@ def test_missing_split_file_names_the_key(corpus_dir, tmp_path):
         module(corpus_dir, tmp_path, train_file="wiki.train.raw")
 
 
+def test_absolute_file_paths_need_no_root_folder_but_relative_ones_do(corpus_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PTFT_DATA", raising=False)
+    files = {f"{split}_file": str(corpus_dir / f"wiki.{name}.tokens") for split, name in (("train", "train"), ("val", "valid"), ("test", "test"))}
+    dm = module("wikitext-2", tmp_path, **files)  # the config's default root, which does not exist here
+    assert dm.files == {"train": corpus_dir / "wiki.train.tokens", "val": corpus_dir / "wiki.valid.tokens", "test": corpus_dir / "wiki.test.tokens"}
+    with pytest.raises(MissingPathError, match=r"^data.root: wikitext-2 is not a folder$"):
+        module("wikitext-2", tmp_path, **{**files, "test_file": "wiki.test.tokens"})
+
+
 def test_empty_and_blank_corpora_are_refused(corpus_dir, tmp_path):
     (corpus_dir / "empty.txt").write_text("")
     with pytest.raises(ConfigError, match=r"data.val_file: .*empty.txt is empty"):
