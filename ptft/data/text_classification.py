@@ -53,6 +53,8 @@ def read_rows(path: Path, text_column: str | int, label_column: str | int, has_h
     # TSV: tabs separate fields and quotes are text (SST-2 has both); CSV: standard quoting
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
     columns = [text_column, label_column]
+    if not has_header:  # an index given on the command line arrives as a string ('0')
+        columns = [int(c) if isinstance(c, str) and c.isdigit() else c for c in columns]
     for row in reader:
         if has_header and reader.line_num == 1 and not rows:
             header = [name.strip() for name in row]
@@ -121,7 +123,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         train_file: training file, relative to ``root`` or absolute; ``.tsv``, ``.csv`` or ``.jsonl``.
         val_file: validation file.
         test_file: test file (None: no test split).
-        text_column: column name (with a header, or JSON key) or 0-based index of the text.
+        text_column: column name (with a header, or JSON key) or 0-based index of the text (with
+            ``has_header: false``, digits are an index: ``--data.text_column=0``).
         label_column: column name or index of the label.
         has_header: the first TSV/CSV row names the columns.
         delimiter: field separator (None: tab for ``.tsv``, comma otherwise).

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from conftest import make_sentiment_tsv
+from helpers import CONFIGS
+from ptft.cli import run_cli
 from ptft.data import TextClassificationDataModule
 from ptft.errors import ConfigError, MissingPathError
 
@@ -62,6 +64,16 @@ def test_absolute_file_paths_need_no_root_folder(tmp_path, monkeypatch):
     assert dm.files == {"train": root / "train.tsv", "val": root / "dev.tsv"} and len(dm.rows["train"]) == 60
     with pytest.raises(MissingPathError, match=r"^data.root: sst2 is not a folder$"):
         TextClassificationDataModule(root="sst2", train_file=str(root / "train.tsv"), val_file="dev.tsv", test_file=None)
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")  # built in this process, under pytest's argv
+def test_column_indices_work_on_the_command_line(tmp_path):
+    write(tmp_path / "h" / "train.tsv", "1\tnice one\n0\tnope\n")
+    write(tmp_path / "h" / "val.tsv", "0\tno\n")
+    cli = run_cli(["-c", str(CONFIGS / "finetune/sst2_scratch.yaml"), f"--data.root={tmp_path / 'h'}", "--data.val_file=val.tsv",
+                   "--data.test_file=null", "--data.has_header=false", "--data.text_column=1", "--data.label_column=0",
+                   "--trainer.logger=false"], run=False)
+    assert cli.datamodule.rows["train"] == [("nice one", "1"), ("nope", "0")]
 
 
 def test_test_labels_never_seen_in_training_are_refused(tmp_path):
