@@ -94,9 +94,10 @@ class PtftArgumentParser(LightningArgumentParser):
 
 class PtftCLI(LightningCLI):
     """LightningCLI in subclass mode. Data flows one way: the DataModule's ``spec``
-    (:class:`~ptft.data.spec.DataSpec`) is linked into the model as ``model.data_spec``, and a
-    fine-tuned model's ``pretrained`` checkpoint gives the data its tokenizer through the config
-    (``data.tokenizer``, when the DataModule takes one and it is not given)."""
+    (:class:`~ptft.data.spec.DataSpec`) is linked into the model as ``model.data_spec``, a backbone
+    whose ``image_size`` is left None (a ViT's default) gets ``data.image_size`` through the config,
+    and a fine-tuned model's ``pretrained`` checkpoint gives the data its tokenizer through the
+    config (``data.tokenizer``, when the DataModule takes one and it is not given)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.spec", "model.init_args.data_spec", apply_on="instantiate")
@@ -104,11 +105,14 @@ class PtftCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         model, data = config.get("model"), config.get("data")
-        if model is None or data is None or "tokenizer" not in (data.get("init_args") or {}):
+        if model is None or data is None:
             return
-        pretrained = (model.get("init_args") or {}).get("pretrained")
-        if pretrained is not None and data["init_args"]["tokenizer"] is None:
-            data["init_args"]["tokenizer"] = pretrained
+        model_args, data_args = model.get("init_args") or {}, data.get("init_args") or {}
+        backbone_args = (model_args.get("backbone") or {}).get("init_args") or {}
+        if "image_size" in backbone_args and backbone_args["image_size"] is None:  # left unset (a ViT): the data's size
+            backbone_args["image_size"] = data_args.get("image_size")
+        if "tokenizer" in data_args and data_args["tokenizer"] is None and model_args.get("pretrained") is not None:
+            data_args["tokenizer"] = model_args["pretrained"]
 
     def _check_data(self) -> None:
         """Before a trainer writes anything: the model must be able to use the data its spec describes."""

@@ -13,6 +13,9 @@ from ptft.backbones.transformer import TransformerBlock
 from ptft.errors import ConfigError
 
 
+DEFAULT_IMAGE_SIZE = 64  # a ViT's image_size when neither the config nor the data gives one
+
+
 def sincos_position_embedding(height: int, width: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sine-cosine embedding ``(height * width, dim)``: half the channels encode the row,
     half the column, each as sin/cos at geometrically spaced frequencies (MAE's choice)."""
@@ -46,7 +49,9 @@ class ViT(SpatialBackbone):
     patch size) get a sin-cos embedding for their grid, or the learned one interpolated.
 
     Args:
-        image_size: side of the training images in pixels; a multiple of ``patch_size``.
+        image_size: side of the training images in pixels; a multiple of ``patch_size``. None (the
+            default): the data's image size, which the ``ptft`` CLI fills in from ``data.image_size``;
+            64 when built without data. A value given explicitly must equal the data's (MAE checks it).
         patch_size: side of a square patch.
         depth: number of Transformer blocks.
         width: token dimension.
@@ -62,7 +67,7 @@ class ViT(SpatialBackbone):
 
     def __init__(
         self,
-        image_size: int = 64,
+        image_size: int | None = None,
         patch_size: int = 8,
         depth: int = 6,
         width: int = 192,
@@ -76,6 +81,7 @@ class ViT(SpatialBackbone):
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
+        image_size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
         if patch_size < 1 or image_size % patch_size:
             raise ConfigError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
         if position_embedding not in ("sincos", "learned"):
@@ -110,6 +116,12 @@ class ViT(SpatialBackbone):
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def spec(self) -> dict:
+        """The spec with the image size this ViT was built for (never None)."""
+        spec = super().spec()
+        spec["init_args"]["image_size"] = self.grid[0] * self.patch_size
+        return spec
 
     @property
     def num_prefix_tokens(self) -> int:

@@ -9,6 +9,8 @@ import torch
 
 from conftest import make_image_tree
 from helpers import CONFIGS, checkpoint_from, run_ptft
+from ptft.backbones import ViT
+from ptft.cli import main, run_cli
 
 PER_CLASS = 8
 VIT = ["--model.backbone.init_args.image_size=16", "--model.backbone.init_args.patch_size=4", "--model.backbone.init_args.depth=2",
@@ -75,3 +77,18 @@ def test_mae_two_process_ddp_and_bf16(tmp_path):
                          "--trainer.max_steps=4", "--model.lr_scheduler=null")
     assert records[0]["precision"] == "bf16-mixed"
     assert all(math.isfinite(v) for v in metric(tmp_path, "bf16", "train/loss"))
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")  # built in this process, under pytest's argv
+def test_data_image_size_alone_sizes_the_vit_and_an_explicit_conflict_is_refused(tmp_path):
+    tree = make_image_tree(tmp_path / "tree", per_class=1, size=(8, 8))
+    config = ["-c", str(CONFIGS / "pretrain/mae_imagenette.yaml"), f"--data.root={tree}", "--data.image_size=32", "--data.num_workers=0"]
+    cli = run_cli([*config, "--trainer.logger=false"], run=False)
+    assert isinstance(cli.model.backbone, ViT) and cli.model.backbone.grid == (4, 4)  # 32 px in patches of 8
+    assert cli.model.backbone.spec()["init_args"]["image_size"] == 32
+    cli.model.check_data(cli.datamodule.spec)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", *config, "--model.backbone.init_args.image_size=64", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
+    assert str(stop.value.code) == ("ptft: error: data.image_size=32 but the ViT backbone has image_size=64; "
+                                    "set model.backbone.init_args.image_size=32")
+    assert not (tmp_path / "runs").exists()
