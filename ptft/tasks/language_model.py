@@ -104,8 +104,9 @@ class LanguageModelPretraining(PtftTask):
 class MaskedLMPretraining(LanguageModelPretraining):
     """The text denoising autoencoder (BERT): ``select_rate`` of the tokens are selected, of which
     80% are replaced by the mask token, 10% by a random token and 10% kept; the loss is the
-    cross-entropy on the selected positions only. Logs ``val/mlm_acc`` (masked-token accuracy) and
-    ``val/mlm_ppl`` = exp(masked-token loss), which is not comparable with a causal perplexity.
+    cross-entropy on the selected positions only (0 for a batch where none is selected). Logs
+    ``val/mlm_acc`` (masked-token accuracy) and ``val/mlm_ppl`` = exp(masked-token loss), which is
+    not comparable with a causal perplexity.
 
     Args:
         backbone: a bidirectional ``TextTransformer`` (``causal: false``).
@@ -152,9 +153,12 @@ class MaskedLMPretraining(LanguageModelPretraining):
         selected = labels != IGNORE_INDEX
         logits = self.lm_head(self.backbone.hidden_states(inputs, padding=False)[selected], self.backbone.token_embedding.weight)
         targets = labels[selected]
-        loss = F.cross_entropy(logits.float(), targets)
-        accuracy = (logits.argmax(-1) == targets).float().mean()
-        return loss, {"mlm_acc": accuracy, "count": selected.sum()}
+        count = selected.sum()
+        # sum / count: a batch with no selected token scores 0, not NaN (the mean of nothing), and its
+        # zero gradients still reach every parameter (DDP ranks stay in step); no host sync
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum") / count.clamp(min=1)
+        accuracy = (logits.argmax(-1) == targets).sum() / count.clamp(min=1)
+        return loss, {"mlm_acc": accuracy, "count": count}
 
 
 class CausalLMPretraining(LanguageModelPretraining):

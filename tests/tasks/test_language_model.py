@@ -57,3 +57,13 @@ def test_generate_returns_exactly_the_requested_tokens_and_refuses_bad_settings(
     assert len(out) == 20 and all(0 <= i < tokenizer.vocab_size for i in out)  # beyond max_length 16: the context is cropped
     with pytest.raises(ConfigError, match="temperature must be >= 0 and top_k >= 1"):
         clm.generate(prompt, 2, temperature=-1)
+
+
+def test_a_batch_with_nothing_to_predict_gives_loss_zero_reaching_every_parameter(tokenizer):
+    mlm = MaskedLMPretraining(backbone(False, max_length=32))
+    mlm.tokenizer = tokenizer
+    only_special = torch.full((2, 17), tokenizer.eos_id)  # never selected
+    loss, extra = mlm.loss(only_special, torch.Generator().manual_seed(0))
+    assert extra["count"] == 0 and loss.item() == 0 and torch.isfinite(extra["mlm_acc"])
+    loss.backward()
+    assert all(p.grad is not None and not p.grad.any() for p in mlm.parameters() if p.requires_grad)
