@@ -66,9 +66,19 @@ class LanguageModelPretraining(PtftTask):
         self.tokenizer = self.data_spec.tokenizer
         self._seed = torch.initial_seed()  # set by seed_everything; the base of every step's randomness
 
+    def micro_batch(self, batch_idx: int) -> int:
+        """A counter of training micro-batches, distinct for every batch of the run: the optimizer
+        step times ``accumulate_grad_batches`` plus the batch's place in its accumulation window
+        (Lightning's windows start at a multiple of ``accumulate_grad_batches`` within each epoch and
+        end at the epoch's last batch). It is ``global_step`` without accumulation, and derives from
+        loop state a resume restores, so a resumed run counts the same."""
+        accumulate = self.trainer.accumulate_grad_batches
+        return self.global_step * accumulate + batch_idx % accumulate
+
     def step_generator(self, step: int, stream: int) -> torch.Generator:
-        """Randomness of one step: a function of the seed, the rank and the step, so ranks differ
-        (seed_everything gives them the same global stream) and a resumed run draws the same."""
+        """Randomness of one micro-batch (``step``: :meth:`micro_batch`): a function of the seed,
+        the rank and the step, so ranks differ (seed_everything gives them the same global stream),
+        micro-batches of one accumulated optimizer step differ, and a resumed run draws the same."""
         seed = ((self._seed * 1_000_003 + self.global_rank) * 1_000_003 + step) * 2 + stream
         return torch.Generator(self.device).manual_seed(seed % 2**63)
 
@@ -81,7 +91,7 @@ class LanguageModelPretraining(PtftTask):
         raise NotImplementedError
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.loss(batch, self.step_generator(self.global_step, 0))
+        loss, _ = self.loss(batch, self.step_generator(self.micro_batch(batch_idx), 0))
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

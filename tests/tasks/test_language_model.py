@@ -1,12 +1,15 @@
 """Masked / causal LM tasks: data checks, losses, generation (in process, tiny)."""
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from ptft.backbones import TextTransformer
 from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import train_tokenizer
 from ptft.errors import ConfigError
+from ptft.pretext.token_masking import IGNORE_INDEX
 from ptft.tasks import CausalLMPretraining, MaskedLMPretraining
 
 
@@ -67,3 +70,21 @@ def test_a_batch_with_nothing_to_predict_gives_loss_zero_reaching_every_paramete
     assert extra["count"] == 0 and loss.item() == 0 and torch.isfinite(extra["mlm_acc"])
     loss.backward()
     assert all(p.grad is not None and not p.grad.any() for p in mlm.parameters() if p.requires_grad)
+
+
+def test_mlm_micro_batches_of_one_accumulated_step_get_different_masks(tokenizer, monkeypatch):
+    import ptft.tasks.language_model as language_model
+
+    masks = []
+    real = language_model.mask_tokens
+    monkeypatch.setattr(language_model, "mask_tokens", lambda tokens, *a: masks.append(real(tokens, *a)[1] != IGNORE_INDEX) or real(tokens, *a))
+    same = torch.full((2, 17), tokenizer.vocab_size - 1)  # every batch alike, all tokens candidates: only the mask differs
+    loader = DataLoader(TensorDataset(same.repeat(4, 1)), batch_size=2, collate_fn=lambda rows: torch.stack([r[0] for r in rows]))
+    model = MaskedLMPretraining(backbone(False, max_length=32), data_spec=datamodule(tokenizer, 16))
+    trainer = pl.Trainer(max_steps=2, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=loader)
+    assert trainer.global_step == 2 and len(masks) == 4
+    for first, second in (masks[0:2], masks[2:4]):  # the two micro-batches of each optimizer step
+        assert not torch.equal(first, second)
+    assert len({tuple(m.flatten().tolist()) for m in masks}) == 4
