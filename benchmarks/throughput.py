@@ -95,7 +95,8 @@ class SyntheticData(pl.LightningDataModule):
             self.spec = DataSpec("image", num_classes=num_classes, label_names=labels, image_size=image_size)
         else:
             tokenizer = synthetic_tokenizer(vocab_size)
-            tokens = torch.randint(len(tokenizer.special_ids), vocab_size, (block_size,), generator=generator)
+            length = block_size + 1 if kind == "lm" else block_size  # an LM example: block_size inputs and the next token
+            tokens = torch.randint(len(tokenizer.special_ids), vocab_size, (length,), generator=generator)
             self.item = tokens if kind == "lm" else (tokens, 0)
             self.spec = DataSpec("text", tokenizer=tokenizer, max_length=block_size,
                                  **({} if kind == "lm" else {"num_classes": num_classes, "label_names": labels}))

@@ -14,8 +14,8 @@ class CheckpointMetadata(pl.Callback):
     the ``task`` class, the spec of each module the task hands on (``modules``:
     ``task.handoff_modules()``, e.g. ``{"backbone": ...}``), the weights of modules with
     parametrizations folded into plain tensors (``folded_state_dicts``, spectral norm), and from
-    the data's :class:`~ptft.data.spec.DataSpec` the ``tokenizer`` (text) and the ``labels``
-    (classification). A module is then rebuilt without repeating its configuration. Every ptft
+    the data's :class:`~ptft.data.spec.DataSpec` the ``tokenizer`` (text), ``max_length`` (text:
+    the context length trained on) and the ``labels`` (classification). A module is then rebuilt without repeating its configuration. Every ptft
     task adds it."""
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -29,5 +29,7 @@ class CheckpointMetadata(pl.Callback):
         spec = pl_module.data_spec
         if spec is not None and spec.tokenizer is not None:
             info["tokenizer"] = spec.tokenizer.json
+        if spec is not None and spec.max_length is not None:
+            info["max_length"] = spec.max_length
         if spec is not None and spec.label_names is not None:
             info["labels"] = list(spec.label_names)

@@ -74,23 +74,31 @@ def token_dtype(vocab_size: int) -> type:
 
 
 class TokenBlocks(Dataset):
-    """Consecutive, non-overlapping ``block_size`` windows of a flat token array (int64 tensors)."""
+    """Examples of ``block_size + 1`` tokens (int64 tensors) from a flat token array: example ``i``
+    holds tokens ``i * block_size .. (i + 1) * block_size``, so consecutive examples share one token.
+    A causal LM reads the first ``block_size`` (``x[:-1]``) and predicts the last ``block_size``
+    (``x[1:]``): every token of the array but the first is a target exactly once, and the model is
+    trained on all ``block_size`` positions it reads (nanoGPT / litgpt). A masked LM reads the first
+    ``block_size`` tokens of each example: every token once per epoch (up to the last partial block)."""
 
     def __init__(self, tokens: np.ndarray, block_size: int) -> None:
         self.tokens = tokens
         self.block_size = block_size
 
     def __len__(self) -> int:
-        return len(self.tokens) // self.block_size
+        return max(0, len(self.tokens) - 1) // self.block_size
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self):
+            raise IndexError(f"block {index} of {len(self)}")
         start = index * self.block_size
-        return torch.from_numpy(self.tokens[start:start + self.block_size].astype(np.int64))
+        return torch.from_numpy(self.tokens[start:start + self.block_size + 1].astype(np.int64))
 
 
 class WikiTextDataModule(pl.LightningDataModule):
-    """Blocks of ``block_size`` tokens from WikiText-style text files (``.tokens``, ``.raw`` or any
-    UTF-8 text), for masked- and causal-LM pretraining. What the model needs is in ``spec``
+    """Blocks of ``block_size`` tokens (the context length) from WikiText-style text files (``.tokens``,
+    ``.raw`` or any UTF-8 text), for masked- and causal-LM pretraining. Each example holds
+    ``block_size + 1`` tokens (:class:`TokenBlocks`): the causal LM's inputs and next-token targets. What the model needs is in ``spec``
     (:class:`~ptft.data.spec.DataSpec`); a trained tokenizer enters it in ``prepare_data`` / ``setup``.
 
     Args:
@@ -99,7 +107,8 @@ class WikiTextDataModule(pl.LightningDataModule):
         train_file: training text, relative to ``root`` or absolute; the tokenizer is trained on it.
         val_file: validation text.
         test_file: test text (None: no test split).
-        block_size: tokens per training example; blocks never overlap.
+        block_size: the context length: tokens the model reads per example (``spec.max_length``);
+            examples hold one token more, the last target, which is the next example's first token.
         batch_size: blocks per batch (per device).
         num_workers: DataLoader worker processes.
         tokenizer: an existing ``tokenizer.json``, or a ptft checkpoint / export folder whose tokenizer
@@ -195,10 +204,10 @@ class WikiTextDataModule(pl.LightningDataModule):
             if not path.is_file():
                 raise MissingPathError(f"token cache {path} for {self.files[split]} is missing: prepare_data did not run on this node")
             tokens = np.memmap(path, dtype=token_dtype(self.tokenizer.vocab_size), mode="r")
-            if len(tokens) < self.block_size:
+            if len(tokens) <= self.block_size:
                 raise ConfigError(
                     f"data.block_size={self.block_size} is larger than data.{split}_file {self.files[split]}, "
-                    f"which has {len(tokens)} tokens; use a smaller block_size or a longer file"
+                    f"which has {len(tokens)} tokens (a block needs block_size + 1); use a smaller block_size or a longer file"
                 )
             self.datasets[split] = TokenBlocks(tokens, self.block_size)
 

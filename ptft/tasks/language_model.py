@@ -50,6 +50,15 @@ class LanguageModelPretraining(PtftTask):
         self.perplexity = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self._seed = 0
         self.tokenizer: TextTokenizer | None = None
+        self.trained_length: int | None = None  # the data's max_length (block_size) of a loaded checkpoint
+
+    @property
+    def context_length(self) -> int:
+        """The positions the model may read at inference: the data's ``max_length`` (``block_size``,
+        every position of which training scores), never more than the backbone's ``max_length``."""
+        spec = self.data_spec
+        trained = spec.max_length if spec is not None and spec.max_length else self.trained_length
+        return min(trained or self.backbone.max_length, self.backbone.max_length)
 
     def compile_regions(self) -> list[nn.Module]:
         return [*super().compile_regions(), self.lm_head]
@@ -66,9 +75,19 @@ class LanguageModelPretraining(PtftTask):
         self.tokenizer = self.data_spec.tokenizer
         self._seed = torch.initial_seed()  # set by seed_everything; the base of every step's randomness
 
+    def micro_batch(self, batch_idx: int) -> int:
+        """A counter of training micro-batches, distinct for every batch of the run: the optimizer
+        step times ``accumulate_grad_batches`` plus the batch's place in its accumulation window
+        (Lightning's windows start at a multiple of ``accumulate_grad_batches`` within each epoch and
+        end at the epoch's last batch). It is ``global_step`` without accumulation, and derives from
+        loop state a resume restores, so a resumed run counts the same."""
+        accumulate = self.trainer.accumulate_grad_batches
+        return self.global_step * accumulate + batch_idx % accumulate
+
     def step_generator(self, step: int, stream: int) -> torch.Generator:
-        """Randomness of one step: a function of the seed, the rank and the step, so ranks differ
-        (seed_everything gives them the same global stream) and a resumed run draws the same."""
+        """Randomness of one micro-batch (``step``: :meth:`micro_batch`): a function of the seed,
+        the rank and the step, so ranks differ (seed_everything gives them the same global stream),
+        micro-batches of one accumulated optimizer step differ, and a resumed run draws the same."""
         seed = ((self._seed * 1_000_003 + self.global_rank) * 1_000_003 + step) * 2 + stream
         return torch.Generator(self.device).manual_seed(seed % 2**63)
 
@@ -77,11 +96,13 @@ class LanguageModelPretraining(PtftTask):
         return self.lm_head(self.backbone.hidden_states(tokens, padding=False), self.backbone.token_embedding.weight)
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean loss over the predicted tokens and extra per-batch metrics."""
+        """Mean loss over the predicted tokens and extra per-batch metrics (``count``: the tokens
+        scored) of a batch of examples ``(B, block_size + 1)`` from :class:`~ptft.data.wikitext.TokenBlocks`:
+        the model reads the first ``block_size`` tokens of each."""
         raise NotImplementedError
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.loss(batch, self.step_generator(self.global_step, 0))
+        loss, _ = self.loss(batch, self.step_generator(self.micro_batch(batch_idx), 0))
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -104,8 +125,9 @@ class LanguageModelPretraining(PtftTask):
 class MaskedLMPretraining(LanguageModelPretraining):
     """The text denoising autoencoder (BERT): ``select_rate`` of the tokens are selected, of which
     80% are replaced by the mask token, 10% by a random token and 10% kept; the loss is the
-    cross-entropy on the selected positions only. Logs ``val/mlm_acc`` (masked-token accuracy) and
-    ``val/mlm_ppl`` = exp(masked-token loss), which is not comparable with a causal perplexity.
+    cross-entropy on the selected positions only (0 for a batch where none is selected). Logs
+    ``val/mlm_acc`` (masked-token accuracy) and ``val/mlm_ppl`` = exp(masked-token loss), which is
+    not comparable with a causal perplexity. It reads the first ``block_size`` tokens of each example.
 
     Args:
         backbone: a bidirectional ``TextTransformer`` (``causal: false``).
@@ -146,15 +168,19 @@ class MaskedLMPretraining(LanguageModelPretraining):
         return self._masking
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        tokens = tokens[:, :-1]  # the context; the last token is the next example's first (each token once per epoch)
         special, replacements = self._masking_ids(tokens.device)
         inputs, labels = mask_tokens(tokens, self.tokenizer.mask_id, special, replacements, generator,
                                      self.select_rate, self.mask_rate, self.random_rate)
         selected = labels != IGNORE_INDEX
         logits = self.lm_head(self.backbone.hidden_states(inputs, padding=False)[selected], self.backbone.token_embedding.weight)
         targets = labels[selected]
-        loss = F.cross_entropy(logits.float(), targets)
-        accuracy = (logits.argmax(-1) == targets).float().mean()
-        return loss, {"mlm_acc": accuracy, "count": selected.sum()}
+        count = selected.sum()
+        # sum / count: a batch with no selected token scores 0, not NaN (the mean of nothing), and its
+        # zero gradients still reach every parameter (DDP ranks stay in step); no host sync
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum") / count.clamp(min=1)
+        accuracy = (logits.argmax(-1) == targets).sum() / count.clamp(min=1)
+        return loss, {"mlm_acc": accuracy, "count": count}
 
 
 class CausalLMPretraining(LanguageModelPretraining):
@@ -176,6 +202,7 @@ class CausalLMPretraining(LanguageModelPretraining):
             raise ConfigError("CausalLMPretraining needs a causal backbone: set model.backbone.init_args.causal=true")
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # inputs: the block_size context; targets: the next token at every one of its positions
         logits = self.logits(tokens[:, :-1])
         loss = F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
         return loss, {"count": torch.tensor(tokens[:, 1:].numel(), device=tokens.device)}
@@ -184,7 +211,8 @@ class CausalLMPretraining(LanguageModelPretraining):
     def generate(self, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None) -> list[int]:
         """``max_new_tokens`` ids sampled after ``prompt`` (temperature 0: greedy; ``top_k``: sample
-        among the k likeliest). The context is cropped to the backbone's ``max_length``."""
+        among the k likeliest). The context is cropped to :attr:`context_length` (the trained
+        ``data.block_size``, every position of which training scores)."""
         if temperature < 0 or (top_k is not None and top_k < 1):
             raise ConfigError(f"temperature must be >= 0 and top_k >= 1, got {temperature} and {top_k}")
         was_training = self.training
@@ -192,7 +220,7 @@ class CausalLMPretraining(LanguageModelPretraining):
         tokens = torch.tensor([prompt], dtype=torch.long, device=self.device)
         vocab = self.tokenizer.vocab_size if self.tokenizer is not None else self.backbone.vocab_size
         for _ in range(max_new_tokens):
-            logits = self.logits(tokens[:, -self.backbone.max_length:])[0, -1, :vocab].float()
+            logits = self.logits(tokens[:, -self.context_length:])[0, -1, :vocab].float()
             if temperature == 0:
                 next_id = logits.argmax()
             else:
@@ -214,6 +242,8 @@ def load_causal_lm(path: str | os.PathLike) -> CausalLMPretraining:
     if pretrained.tokenizer is None:
         raise ConfigError(f"{path} has no tokenizer (checkpoint['ptft']['tokenizer'])")
     model = CausalLMPretraining(build_backbone(pretrained.specs["backbone"]))
-    model.load_state_dict(load_checkpoint(path)["state_dict"], strict=True)
+    checkpoint = load_checkpoint(path)
+    model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.tokenizer = TextTokenizer.from_json(pretrained.tokenizer, str(path))
+    model.trained_length = checkpoint.get("ptft", {}).get("max_length")  # absent in older checkpoints: the backbone's
     return model.eval()

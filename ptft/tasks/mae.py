@@ -20,13 +20,15 @@ from ptft.tasks.base import PtftTask
 
 def masked_patch_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix_loss: bool) -> torch.Tensor:
     """Mean squared error over the hidden patches only (``mask`` 1 = hidden); with
-    ``norm_pix_loss`` each target patch is standardised by its own mean and variance."""
+    ``norm_pix_loss`` each target patch is standardised by its own mean and variance. A batch with
+    no hidden patch scores 0 (not 0 / 0 = NaN), with zero gradients that still reach every
+    parameter, so DDP ranks stay in step."""
     target = target.float()
     if norm_pix_loss:
         mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
         target = (target - mean) / (var + 1e-6).sqrt()
     per_patch = (prediction.float() - target).pow(2).mean(-1)
-    return (per_patch * mask).sum() / mask.sum()
+    return (per_patch * mask).sum() / mask.sum().clamp(min=1)
 
 
 class MaskedAutoencoderPretraining(PtftTask):

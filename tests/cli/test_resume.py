@@ -101,3 +101,24 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(tree, tmp_path
     run_cli(fit_args("autoencoder", tmp_path, "run", every=100, max_steps=step + 2) + [f"--ckpt_path={reported}"])  # an explicit path
     resumed = [r["step"] for r in losses(tmp_path / "run.jsonl")][-2:]
     assert resumed == [step + 1, step + 2]  # continued after the saved step, none repeated
+
+
+def test_mlm_with_gradient_accumulation_resumes_mid_epoch_with_identical_losses(tmp_path, monkeypatch):
+    # each micro-batch draws its own masks (a counter of global_step and batch_idx): a resume must draw them again
+    monkeypatch.chdir(tmp_path)
+    accumulate = ["--trainer.accumulate_grad_batches=2"]
+    kill = {"class_path": "reliability_callbacks.KillAt", "init_args": {"step": 3}}  # 5 batches per epoch: steps of 2, 2, 1
+    killed = run_ptft(*fit_args("mlm", tmp_path, "run", kill, every=2, max_steps=6), *accumulate, cwd=tmp_path, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    saved = torch.load(next((tmp_path / "run").glob("*/version_0/checkpoints/last.ckpt")), weights_only=True)
+    assert saved["global_step"] == 2 and loader_state(saved) == [{"epoch": 0, "batches": 4, "batch_size": 4}]
+    before = losses(tmp_path / "run.jsonl")
+    run_cli(fit_args("mlm", tmp_path, "run", every=2, max_steps=6) + accumulate + ["--ckpt_path=last"])
+    run_cli(fit_args("mlm", tmp_path, "reference", every=2, max_steps=6) + accumulate)
+    reference = losses(tmp_path / "reference.jsonl")
+    resumed = losses(tmp_path / "run.jsonl")[len(before):]
+    assert before == reference[: len(before)] and len(reference) == 4 + len(resumed) and resumed[-1]["step"] == 6
+    for got, want in zip(resumed, reference[4:]):  # from the epoch's last batch (a one-batch step) into the next epoch
+        assert got.keys() == want.keys() and got["step"] == want["step"]
+        for key in got:
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-7), (got, want)

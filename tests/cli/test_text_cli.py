@@ -66,6 +66,7 @@ def test_causal_lm_then_generate_the_requested_number_of_tokens(text_root, tmp_p
     result = run_ptft(*lm_args("clm_wikitext2.yaml", text_root, tmp_path / "cache"), cwd=tmp_path)
     checkpoint = str(tmp_path / checkpoint_from(result))
     model = load_causal_lm(checkpoint)
+    assert model.trained_length == model.context_length == 32  # data.block_size: generation reads only trained positions
     prompt = model.tokenizer.encode_batch([" the cat"])[0]
     assert len(model.generate(prompt, 7, temperature=0.8, top_k=5, generator=torch.Generator().manual_seed(0))) == 7
     greedy = model.generate(prompt, 5, temperature=0)

@@ -33,12 +33,30 @@ def prepared(root, tmp_path, **kw):
 def test_decoding_the_blocks_gives_back_the_text(corpus_dir, tmp_path):
     dm = prepared(corpus_dir, tmp_path)
     blocks = dm.datasets["val"]
-    ids = [int(i) for b in range(len(blocks)) for i in blocks[b]]
+    ids = [int(i) for b in range(len(blocks)) for i in blocks[b][:-1]]  # the contexts, each token once
     text = (corpus_dir / "wiki.valid.tokens").read_text()
     decoded = dm.tokenizer.decode(ids)
-    assert len(blocks) == len(dm.datasets["val"].tokens) // 16 and blocks[0].shape == (16,)
+    assert len(blocks) == (len(dm.datasets["val"].tokens) - 1) // 16 and blocks[0].shape == (17,)
     assert text.startswith(decoded) and len(decoded) > 0.9 * len(text)  # only the last partial block is dropped
     assert dm.datasets["train"].tokens.dtype == np.uint16
+
+
+@pytest.mark.parametrize("length", [49, 50, 64])
+def test_examples_are_the_context_plus_the_next_token_so_every_token_but_the_first_is_a_target_once(length):
+    blocks = wikitext.TokenBlocks(np.arange(length, dtype=np.uint16), 16)
+    examples = [blocks[i] for i in range(len(blocks))]
+    assert len(examples) == (length - 1) // 16 and all(x.shape == (17,) for x in examples)  # block_size inputs + 1
+    inputs = [int(i) for x in examples for i in x[:-1]]
+    targets = [int(i) for x in examples for i in x[1:]]
+    assert inputs == list(range(len(examples) * 16))  # what an MLM reads: each token once
+    assert targets == list(range(1, len(examples) * 16 + 1))  # what a causal LM predicts: each token once, all but the first
+    with pytest.raises(IndexError):
+        blocks[len(blocks)]
+
+
+def test_the_spec_max_length_is_the_context_the_model_reads(corpus_dir, tmp_path):
+    dm = prepared(corpus_dir, tmp_path)
+    assert dm.spec.max_length == 16 and dm.datasets["train"][0][:-1].shape == (16,)
 
 
 def test_second_run_is_served_from_the_cache_and_a_changed_file_is_tokenized_again(corpus_dir, tmp_path, monkeypatch):

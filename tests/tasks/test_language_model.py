@@ -1,12 +1,18 @@
 """Masked / causal LM tasks: data checks, losses, generation (in process, tiny)."""
 
+import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 from ptft.backbones import TextTransformer
 from ptft.data.spec import DataSpec
+from ptft.data.wikitext import TokenBlocks
 from ptft.data.tokenizer import train_tokenizer
 from ptft.errors import ConfigError
+from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens
 from ptft.tasks import CausalLMPretraining, MaskedLMPretraining
 
 
@@ -57,3 +63,60 @@ def test_generate_returns_exactly_the_requested_tokens_and_refuses_bad_settings(
     assert len(out) == 20 and all(0 <= i < tokenizer.vocab_size for i in out)  # beyond max_length 16: the context is cropped
     with pytest.raises(ConfigError, match="temperature must be >= 0 and top_k >= 1"):
         clm.generate(prompt, 2, temperature=-1)
+
+
+def test_the_causal_lm_trains_every_position_it_reads_and_generation_reads_no_other(tokenizer, monkeypatch):
+    blocks = TokenBlocks(np.arange(10, 10 + 3 * 16 + 1, dtype=np.uint16), 16)  # block_size 16 = the backbone's max_length
+    batch = torch.stack([blocks[i] for i in range(len(blocks))])
+    clm = CausalLMPretraining(backbone(True), data_spec=datamodule(tokenizer, 16))
+    read = []
+    real = clm.logits
+    monkeypatch.setattr(clm, "logits", lambda tokens: read.append(tokens) or real(tokens))
+    loss, extra = clm.loss(batch, torch.Generator())
+    assert read[0].shape == (3, 16) and extra["count"] == 3 * 16  # all max_length positions are scored, position 15 included
+    expected = F.cross_entropy(real(batch[:, :16]).flatten(0, 1), batch[:, 1:].flatten())  # each position's target: the next token
+    torch.testing.assert_close(loss, expected)
+    read.clear()
+    short = CausalLMPretraining(backbone(True), data_spec=datamodule(tokenizer, 8))  # trained on 8 of the backbone's 16 positions
+    monkeypatch.setattr(short, "logits", lambda tokens: read.append(tokens) or real(tokens))
+    short.tokenizer = tokenizer
+    short.generate(list(range(10, 22)), 3, temperature=0)
+    assert short.context_length == 8 and [len(t[0]) for t in read] == [8, 8, 8]
+
+
+def test_mlm_reads_the_context_of_each_example_with_its_masking_unchanged(tokenizer):
+    tokens = torch.randint(len(tokenizer.special_ids), tokenizer.vocab_size, (4, 17), generator=torch.Generator().manual_seed(0))
+    mlm = MaskedLMPretraining(backbone(False))
+    mlm.tokenizer = tokenizer
+    _, extra = mlm.loss(tokens, torch.Generator().manual_seed(0))
+    special, replacements = mlm._masking_ids(tokens.device)
+    _, labels = mask_tokens(tokens[:, :16], tokenizer.mask_id, special, replacements, torch.Generator().manual_seed(0))
+    assert extra["count"] == (labels != IGNORE_INDEX).sum()
+
+
+def test_a_batch_with_nothing_to_predict_gives_loss_zero_reaching_every_parameter(tokenizer):
+    mlm = MaskedLMPretraining(backbone(False, max_length=32))
+    mlm.tokenizer = tokenizer
+    only_special = torch.full((2, 17), tokenizer.eos_id)  # never selected
+    loss, extra = mlm.loss(only_special, torch.Generator().manual_seed(0))
+    assert extra["count"] == 0 and loss.item() == 0 and torch.isfinite(extra["mlm_acc"])
+    loss.backward()
+    assert all(p.grad is not None and not p.grad.any() for p in mlm.parameters() if p.requires_grad)
+
+
+def test_mlm_micro_batches_of_one_accumulated_step_get_different_masks(tokenizer, monkeypatch):
+    import ptft.tasks.language_model as language_model
+
+    masks = []
+    real = language_model.mask_tokens
+    monkeypatch.setattr(language_model, "mask_tokens", lambda tokens, *a: masks.append(real(tokens, *a)[1] != IGNORE_INDEX) or real(tokens, *a))
+    same = torch.full((2, 17), tokenizer.vocab_size - 1)  # every batch alike, all tokens candidates: only the mask differs
+    loader = DataLoader(TensorDataset(same.repeat(4, 1)), batch_size=2, collate_fn=lambda rows: torch.stack([r[0] for r in rows]))
+    model = MaskedLMPretraining(backbone(False, max_length=32), data_spec=datamodule(tokenizer, 16))
+    trainer = pl.Trainer(max_steps=2, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=loader)
+    assert trainer.global_step == 2 and len(masks) == 4
+    for first, second in (masks[0:2], masks[2:4]):  # the two micro-batches of each optimizer step
+        assert not torch.equal(first, second)
+    assert len({tuple(m.flatten().tolist()) for m in masks}) == 4

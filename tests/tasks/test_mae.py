@@ -80,3 +80,15 @@ def test_bad_arguments_are_named(make, message):
 def test_data_size_must_match_the_vit(image_tree):
     with pytest.raises(ValueError, match="data.image_size=32 but the ViT backbone has image_size=16"):
         tiny_mae().check_data(ImageFolderDataModule(root=str(image_tree), image_size=32).spec)
+
+
+def test_a_batch_with_no_hidden_patch_gives_loss_zero_reaching_every_parameter():
+    prediction = torch.randn(2, 16, 48, requires_grad=True)
+    for norm in (True, False):
+        loss = masked_patch_loss(prediction, torch.randn(2, 16, 48), torch.zeros(2, 16), norm)
+        assert loss.item() == 0
+    model = tiny_mae(mask_ratio=0.01)  # round(16 * 0.99) = 16 visible: nothing hidden
+    loss, _, mask = model(torch.rand(2, 3, 16, 16) * 2 - 1, torch.Generator().manual_seed(0))
+    assert mask.sum() == 0 and loss.item() == 0
+    loss.backward()
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters() if p.requires_grad)
