@@ -23,7 +23,7 @@ from optuna.distributions import CategoricalDistribution
 from ptft.cli import run_cli
 from ptft.errors import SweepError
 from ptft.sweep.search import first_point, suggest
-from ptft.sweep.spec import Sweep
+from ptft.sweep.spec import Sweep, check_configs
 
 REPORT_FILE = "report.json"
 
@@ -134,7 +134,8 @@ class Objective:
 
 def check_command(sweep: Sweep, overrides: list[str]) -> None:
     """Parse the trial command (first value of each parameter, and each other non-numeric choice)
-    with ptft's own parser, so a wrong key or choice fails here once, not in every trial."""
+    with ptft's own parser, so a missing config, a wrong key or a wrong choice fails here once, not in every trial."""
+    check_configs(sweep, overrides)
     points = [first_point(sweep)]
     for key, dist in sweep.parameters.items():  # choices that a parser may take or refuse one by one (not numbers)
         if isinstance(dist, CategoricalDistribution):

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 from optuna.distributions import BaseDistribution
@@ -28,7 +28,7 @@ class Sweep:
     method: str
     metric: str
     goal: str
-    command: list[str]  # ptft arguments with "${args}" where the trial's arguments go
+    command: list[str]  # ptft arguments with "${args}" where the trial's arguments go; configs found (see resolve_configs)
     parameters: dict[str, BaseDistribution] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     run_cap: int | None = None
@@ -110,4 +110,45 @@ def parse_command(command: Any, path: Path) -> list[str]:
     macros = [w for w in words if w.startswith("${")]
     if macros != ["${args}"]:
         raise SweepError(f"{path}: command: needs ${{args}} once and no other macro (found {', '.join(macros) or 'none'}); {valid}")
-    return words[1:]
+    return resolve_configs(words[1:], path)
+
+
+def config_values(words: list[str]) -> Iterator[tuple[int, str, str]]:
+    """``(index, prefix, file)`` of each ``-c FILE``, ``--config FILE`` and ``--config=FILE`` in ``words``."""
+    for i, word in enumerate(words):
+        if word in ("-c", "--config") and i + 1 < len(words) and not words[i + 1].startswith("${"):
+            yield i + 1, "", words[i + 1]
+        elif word.startswith("--config="):
+            yield i, "--config=", word[len("--config="):]
+
+
+def find_config(name: str, sweep_path: Path) -> Path | None:
+    """The config file ``name``: relative to the working folder, else to the sweep file's folder or
+    the nearest folder above it that has it (``configs/pretrain/x.yaml`` from ``configs/sweeps/``)."""
+    path = Path(name).expanduser()
+    if path.is_file() or path.is_absolute():
+        return path if path.is_file() else None
+    return next((folder / path for folder in sweep_path.resolve().parents if (folder / path).is_file()), None)
+
+
+def resolve_configs(words: list[str], sweep_path: Path) -> list[str]:
+    """The command with each config that is not in the working folder but is found from the sweep file
+    as an absolute path, so that a sweep runs from any folder; one found nowhere stays as written
+    (:func:`check_configs` names it)."""
+    words = list(words)
+    for i, prefix, name in config_values(words):
+        found = find_config(name, sweep_path)
+        if found is not None and not Path(name).expanduser().is_file():
+            words[i] = prefix + str(found.resolve())
+    return words
+
+
+def check_configs(sweep: Sweep, overrides: list[str]) -> None:
+    """A :class:`SweepError` naming the first ``-c`` file of the command or of the overrides that does not exist."""
+    for _, _, name in config_values(sweep.command):
+        if not Path(name).expanduser().is_file():
+            raise SweepError(f"{sweep.path}: command: config file {name} not found in the working folder {Path.cwd()}, "
+                             f"nor in {sweep.path.resolve().parent} or a folder above it")
+    for _, _, name in config_values(overrides):
+        if not Path(name).expanduser().is_file():
+            raise SweepError(f"-c {name}: no such config file in the working folder {Path.cwd()}")

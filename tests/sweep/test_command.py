@@ -23,6 +23,7 @@ from ptft.cli import main
     (["{sweep}"], "--count N is needed for method random"),
     (["{sweep}", "--count", "1", "--model.init_args.optimizer.init_args.lr=0.1"], "override.s. --model.optimizer.lr would replace swept parameters"),
     (["{sweep}", "--count", "x"], "argument --count: invalid int value"),
+    (["{sweep}", "--count", "1", "-c", "more.yaml"], r"-c more\.yaml: no such config file in the working folder "),
 ])
 def test_bad_arguments_fail_with_one_line(tmp_path, capsys, args, message):
     sweep = write_sweep(tmp_path)

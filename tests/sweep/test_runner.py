@@ -73,8 +73,9 @@ def test_a_trials_outcome_comes_from_its_exit_status_and_report(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "sweeps").glob("*.yaml")))
-def test_shipped_sweeps_match_their_configs(name, monkeypatch):
-    monkeypatch.chdir(REPO)  # the commands name configs relative to the repository, as `wandb agent` runs them
+def test_shipped_sweeps_match_their_configs(name, tmp_path, monkeypatch):
+    # The commands name configs relative to the repository, as `wandb agent` runs them; `ptft sweep` finds them from any folder.
+    monkeypatch.chdir(tmp_path)
     sweep = load_sweep(REPO / "configs" / "sweeps" / name)
     assert sweep.name == Path(name).stem and sweep.metric.startswith("val/")
     check_command(sweep, [])  # every key (and every non-numeric choice) is an argument ptft fit accepts, with the report
