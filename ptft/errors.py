@@ -37,6 +37,11 @@ class SweepError(PtftError, ValueError):
     """A sweep YAML or ``ptft sweep`` argument that cannot be used; the message names the key."""
 
 
+class WriteFailedError(PtftError, OSError):
+    """A file (a checkpoint) could not be written because the disk is full; the message names the
+    file and says whether an earlier file at that path is intact."""
+
+
 def one_line(error: BaseException) -> str:
     """The message of ``error`` as one line. A DataLoader worker's error reaches the main process
     re-raised as the same class with the worker's whole traceback as its message; this keeps

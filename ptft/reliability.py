@@ -16,8 +16,10 @@ and the one installing :class:`AtomicCheckpointIO`) are in :mod:`ptft.callbacks`
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,23 +28,31 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from ptft.errors import ConfigError, MissingPathError
+from ptft.errors import ConfigError, MissingPathError, WriteFailedError
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: what a shell reports for a process ended by SIGTERM
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], Any]) -> None:
     """``write(f)`` (``f``: a file open for binary writing) into a temporary file in the target's
-    folder, fsync, then ``os.replace``: the target is the old file or the whole new one."""
+    folder, fsync, then ``os.replace``: the target is the old file or the whole new one. A full disk
+    raises :class:`WriteFailedError` naming the file and the earlier one kept; the temp file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    had_previous = path.is_file()
     try:
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        why = full_disk(error)
+        if why is None:
+            raise
+        kept = f"the previous {path} is intact" if had_previous else "there was no earlier file at that path"
+        raise WriteFailedError(f"could not write {path}: {why}; {kept}; the partial new file was removed") from error
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -54,6 +64,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], Any]) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# What torch.save's zip writer raises when a write comes up short (a full disk), e.g.
+# "[enforce fail at inline_container.cc:672] . unexpected pos 1216 vs 1114" or "... file write failed".
+TORCH_WRITE_FAILED = re.compile(r"inline_container|PytorchStreamWriter failed|unexpected pos|file write failed")
+
+
+def full_disk(error: BaseException) -> str | None:
+    """Why ``error`` stopped a write when it is a full disk (or torch's short-write error), else None."""
+    if isinstance(error, OSError) and error.errno in SPACE_ERRNOS:
+        return f"the disk is full ({os.strerror(error.errno)})"
+    if isinstance(error, RuntimeError) and TORCH_WRITE_FAILED.search(str(error)):
+        return f"the write failed, most likely a full disk ({' '.join(first_line(error).split())[:200]})"
+    return None
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -1,6 +1,8 @@
-"""Atomic checkpoints and exports; checkpoints that would run code when unpickled are refused."""
+"""Atomic checkpoints and exports, a full disk in one line; checkpoints that would run code when unpickled are refused."""
 
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,15 +11,16 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 import ptft.handoff
 from conftest import REPO, make_image_tree, small_encoder
 from helpers import CONFIGS
 from ptft.cli import main
 from ptft.data import ImageFolderDataModule
-from ptft.errors import ConfigError
+from ptft.errors import ConfigError, WriteFailedError
 from ptft.handoff import export_backbone, load_backbone, read_backbone
-from ptft.reliability import AtomicCheckpointIO
+from ptft.reliability import AtomicCheckpointIO, atomic_torch_save
 from ptft.tasks import AutoencoderPretraining, Classification
 
 
@@ -65,6 +68,70 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_removes_its_temp_file(t
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"step": 2}, path)
     assert io.load_checkpoint(path) == {"step": 1} and os.listdir(tmp_path) == ["last.ckpt"]
+
+
+FULL_DISK = {  # what a full disk raises: the OS from a write or fsync, torch.save's zip writer on a short write
+    "ENOSPC": (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), r"the disk is full \(No space left on device\)"),
+    "torch": (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1216 vs 1114"),
+              r"the write failed, most likely a full disk \(\[enforce fail at inline_container\.cc:672\] \. unexpected pos 1216 vs 1114\)"),
+}
+
+
+def full_disk_after(monkeypatch, saves: int, error: BaseException) -> None:
+    """torch.save writes ``saves`` files, then writes part of the next one and raises ``error``."""
+    real, done = torch.save, []
+
+    def save(obj, f):
+        if len(done) >= saves:
+            f.write(b"partial")
+            raise error
+        done.append(1)
+        real(obj, f)
+
+    monkeypatch.setattr("ptft.reliability.torch.save", save)
+
+
+@pytest.mark.parametrize("kind", sorted(FULL_DISK))
+def test_a_full_disk_is_one_message_naming_the_file_and_the_checkpoint_kept(tmp_path, monkeypatch, kind):
+    error, why = FULL_DISK[kind]
+    path = tmp_path / "last.ckpt"
+    atomic_torch_save({"step": 1}, path)
+    full_disk_after(monkeypatch, 0, error)
+    with pytest.raises(WriteFailedError, match=f"^could not write {re.escape(str(path))}: {why}; the previous {re.escape(str(path))} is intact; "
+                                               "the partial new file was removed$") as info:
+        atomic_torch_save({"step": 2}, path)
+    assert isinstance(info.value, OSError) and info.value.__cause__ is error
+    with pytest.raises(WriteFailedError, match=f"^could not write {re.escape(str(tmp_path / 'new.ckpt'))}: {why}; there was no earlier file at that path"):
+        AtomicCheckpointIO().save_checkpoint({"step": 2}, tmp_path / "new.ckpt")
+    assert AtomicCheckpointIO().load_checkpoint(path) == {"step": 1} and os.listdir(tmp_path) == ["last.ckpt"]
+
+
+@pytest.mark.parametrize("kind", sorted(FULL_DISK))
+def test_a_full_disk_during_fit_stops_it_and_keeps_the_last_checkpoint(image_tree, tmp_path, monkeypatch, kind):
+    error, why = FULL_DISK[kind]
+    folder = tmp_path / "ckpt"
+    last = folder / "last.ckpt"
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0)
+    checkpoint = ModelCheckpoint(dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=1)
+    trainer = pl.Trainer(max_steps=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, callbacks=[checkpoint], default_root_dir=tmp_path)
+    full_disk_after(monkeypatch, 1, error)  # step 1's last.ckpt is written, step 2's is not
+    with pytest.raises(WriteFailedError, match=f"^could not write {re.escape(str(last))}: {why}; the previous {re.escape(str(last))} is intact"):
+        trainer.fit(AutoencoderPretraining(small_encoder(), num_grid_images=0), datamodule=dm)
+    assert os.listdir(folder) == ["last.ckpt"] and AtomicCheckpointIO().load_checkpoint(last)["global_step"] == 1
+
+
+def test_ptft_fit_on_a_full_disk_prints_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tree = make_image_tree(tmp_path / "tree", per_class=2)
+    full_disk_after(monkeypatch, 0, FULL_DISK["ENOSPC"][0])
+    code, err = run_main(["fit", "-c", str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"), f"--data.root={tree}",
+                          "--data.image_size=16", "--data.num_workers=0", "--trainer.logger=false", "--trainer.max_steps=1",
+                          "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false", "--model.num_grid_images=0",
+                          f"--trainer.default_root_dir={tmp_path / 'root'}"], capsys)
+    assert re.fullmatch(r"ptft: error: could not write \S+\.ckpt: the disk is full \(No space left on device\); "
+                        r"there was no earlier file at that path; the partial new file was removed", err), err
+    assert not [p.name for p in tmp_path.rglob("*") if p.suffix == ".ckpt" or ".tmp-" in p.name]  # no checkpoint, no temp file
 
 
 def test_tasks_use_the_atomic_checkpoint_io_by_default(image_tree, tmp_path):
