@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -35,6 +36,10 @@ class TextTransformer(SequenceBackbone):
         pad_id: id of the padding token: padded keys are masked out of attention and pooling.
         dropout: dropout on embeddings, in the blocks and on the pooled features.
         attention_dropout: dropout on the attention weights.
+        bias: biases in the blocks' Linear layers and in every LayerNorm; ``False`` drops them all
+            (nanoGPT's ``bias=False``).
+        scaled_residual_init: initialise the residual projections (attention output and the MLP's
+            second Linear) with std ``0.02 / sqrt(2 * depth)`` as GPT-2 / nanoGPT do, instead of 0.02.
     """
 
     input_kind = "text"
@@ -52,6 +57,8 @@ class TextTransformer(SequenceBackbone):
         pad_id: int = 0,
         dropout: float = 0.1,
         attention_dropout: float = 0.0,
+        bias: bool = True,
+        scaled_residual_init: bool = False,
     ) -> None:
         super().__init__()
         if vocab_size < 2 or max_length < 1:
@@ -64,19 +71,22 @@ class TextTransformer(SequenceBackbone):
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.position_embedding = nn.Parameter(torch.zeros(max_length, width))
         self.embedding_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout, attention_dropout=attention_dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout, attention_dropout=attention_dropout, bias=bias) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, bias=bias)
         self.dropout = nn.Dropout(dropout)
         self.out_dim = width
-        self._init_weights()
+        self._init_weights(scaled_residual_init)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, scaled_residual_init: bool) -> None:
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding, std=0.02)
+        residual = {id(m) for block in self.blocks for m in (block.proj, block.mlp_out)} if scaled_residual_init else set()
+        residual_std = 0.02 / math.sqrt(2 * max(len(self.blocks), 1))
         for module in self.blocks.modules():
             if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+                nn.init.normal_(module.weight, std=residual_std if id(module) in residual else 0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def check_data(self, spec: DataSpec) -> None:
         """Raise a ConfigError unless the data's token ids and sequence length fit this backbone."""

@@ -15,7 +15,7 @@ from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
 from ptft.data.text_files import check_split_files
 from ptft.data.spec import DataSpec
-from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, train_tokenizer
+from ptft.data.tokenizer import TextTokenizer, TokenizerKind, check_tokenizer_settings, load_tokenizer, train_tokenizer
 from ptft.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -134,7 +134,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         tokenizer: a ``tokenizer.json``, or a ptft checkpoint / export folder whose tokenizer to use;
             None: the ``ptft`` CLI sets it to ``model.pretrained`` when the model has one, else one
             is trained on ``train_file``.
-        tokenizer_kind, vocab_size, min_frequency: settings of a tokenizer trained here.
+        tokenizer_kind, vocab_size, min_frequency: settings of a tokenizer trained here (``bpe``,
+            ``wordpiece`` or ``char``; see :class:`~ptft.data.wikitext.WikiTextDataModule`).
     """
 
     def __init__(
@@ -177,6 +178,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.max_length = max_length
         self.batch_size = batch_size
         self.num_workers = num_workers
+        if tokenizer is None:
+            check_tokenizer_settings(tokenizer_kind, vocab_size)
         self.tokenizer_settings = {"kind": tokenizer_kind, "vocab_size": vocab_size, "min_frequency": min_frequency}
         self.spec = DataSpec("text", num_classes=len(self.label_names), label_names=self.label_names, max_length=max_length,
                              tokenizer=load_tokenizer(tokenizer, "data.tokenizer") if tokenizer is not None else None)

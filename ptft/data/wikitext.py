@@ -24,7 +24,7 @@ from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
 from ptft.data.text_files import check_split_files, default_cache_dir, file_digest, read_lines
 from ptft.data.spec import DataSpec
-from ptft.data.tokenizer import TextTokenizer, TokenizerKind, load_tokenizer, tokenizer_settings, train_tokenizer
+from ptft.data.tokenizer import TextTokenizer, TokenizerKind, check_tokenizer_settings, load_tokenizer, tokenizer_settings, train_tokenizer
 from ptft.errors import ConfigError, MissingPathError
 
 CACHE_VERSION = "1"
@@ -113,9 +113,11 @@ class WikiTextDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         tokenizer: an existing ``tokenizer.json``, or a ptft checkpoint / export folder whose tokenizer
             to use; None trains one on ``train_file`` with the settings below.
-        tokenizer_kind: ``bpe`` (byte-level, GPT-2 style) or ``wordpiece`` (lower-cased, BERT style).
-        vocab_size: size of a trained tokenizer's vocabulary (at most; small corpora may give fewer).
-        min_frequency: minimum count of a merge / word piece in the training text.
+        tokenizer_kind: ``bpe`` (byte-level, GPT-2 style), ``wordpiece`` (lower-cased, BERT style) or
+            ``char`` (one token per character of the training text; line ends are ``<eos>``).
+        vocab_size: size of a trained tokenizer's vocabulary: a warning says when the corpus gives
+            another size; at least 262 for ``bpe``; for ``char`` an upper bound (more characters is an error).
+        min_frequency: minimum count of a merge / word piece / character in the training text.
         cache_dir: where tokenizers and token arrays are cached (default ``$PTFT_CACHE`` or ``~/.cache/ptft``).
     """
 
@@ -139,8 +141,8 @@ class WikiTextDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.block_size must be >= 2, got {block_size}")
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        if tokenizer_kind not in ("bpe", "wordpiece"):
-            raise ConfigError(f"data.tokenizer_kind must be 'bpe' or 'wordpiece', got {tokenizer_kind!r}")
+        if tokenizer is None:
+            check_tokenizer_settings(tokenizer_kind, vocab_size)
         self.save_hyperparameters()
         self.files = check_split_files(root, dict(zip(SPLITS, (train_file, val_file, test_file))))
         self.block_size = block_size

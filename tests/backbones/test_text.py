@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ptft.backbones import TextTransformer
+from ptft.handoff import build_backbone
 from ptft.pretext.lm_head import TiedLMHead
 
 
@@ -53,3 +54,51 @@ def test_layer_groups_cover_every_parameter_once_from_input_to_output():
 def test_too_long_input_is_refused():
     with pytest.raises(ValueError, match="longer than the backbone's max_length 16"):
         small()(torch.ones(1, 17, dtype=torch.long))
+
+
+def test_bias_false_leaves_no_bias_anywhere_and_weight_decay_still_splits():
+    from ptft.weight_decay import split_weight_decay
+
+    model = small(bias=False)
+    names = [n for n, _ in model.named_parameters()]
+    assert names and not [n for n in names if n.endswith("bias")]
+    assert model.blocks[0].norm1.bias is None and model.norm.bias is None
+    assert model(torch.randint(6, 50, (2, 5))).shape == (2, 32)
+    groups = split_weight_decay([{"params": list(model.parameters())}], model)
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    assert sorted(n for g in model.layer_groups() for n in g) == sorted(names)
+    assert model.layer_groups()[-1] == ["norm.weight"]
+
+
+def test_scaled_residual_init_gives_the_residual_projections_std_002_over_sqrt_2_depth():
+    depth = 8
+    model = TextTransformer(vocab_size=50, max_length=16, depth=depth, width=256, heads=4, scaled_residual_init=True)
+    scaled = 0.02 / (2 * depth) ** 0.5
+    for block in model.blocks:
+        assert block.proj.weight.std().item() == pytest.approx(scaled, rel=0.05)
+        assert block.mlp[3].weight.std().item() == pytest.approx(scaled, rel=0.05)
+        assert block.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+        assert block.mlp[0].weight.std().item() == pytest.approx(0.02, rel=0.05)
+    plain = TextTransformer(vocab_size=50, max_length=16, depth=depth, width=256, heads=4)
+    assert plain.blocks[0].proj.weight.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_the_default_model_is_unchanged_names_and_seeded_init():
+    """Exported specs without the new keys rebuild today's model: the same parameters and, from
+    the same seed, the same initial values (checksums recorded before bias / scaled_residual_init)."""
+    with torch.random.fork_rng():  # seeds only here: other tests keep their random stream
+        torch.manual_seed(0)
+        model = small()
+        names = [n for n, _ in model.named_parameters()]
+        block = [f"blocks.{{i}}.{n}" for n in ("norm1.weight", "norm1.bias", "qkv.weight", "qkv.bias", "proj.weight", "proj.bias",
+                                              "norm2.weight", "norm2.bias", "mlp.0.weight", "mlp.0.bias", "mlp.3.weight", "mlp.3.bias")]
+        assert names == ["position_embedding", "token_embedding.weight", *(n.format(i=i) for i in range(2) for n in block), "norm.weight", "norm.bias"]
+        flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+        weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
+        assert float((flat * weights).sum()) == pytest.approx(2257586.293490196, rel=1e-9)
+        assert float(flat.pow(2).sum()) == pytest.approx(170.61798960640758, rel=1e-9)
+        spec = model.spec()
+        spec["init_args"] = {k: v for k, v in spec["init_args"].items() if k not in ("bias", "scaled_residual_init")}
+        torch.manual_seed(0)
+        rebuilt = build_backbone(spec)
+        assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values(), strict=True))

@@ -24,7 +24,7 @@ def sst(tmp_path):
 
 
 def test_tsv_batches_are_cls_text_sep_padded_and_labels_map_to_ids(tmp_path):
-    dm = TextClassificationDataModule(root=str(sst(tmp_path)), batch_size=8, vocab_size=200)
+    dm = TextClassificationDataModule(root=str(sst(tmp_path)), batch_size=8, vocab_size=300)
     assert dm.spec.num_classes == 2 and dm.spec.label_names == ["0", "1"]
     dm.setup("fit")
     tokens, labels = next(iter(dm.val_dataloader()))
@@ -38,7 +38,7 @@ def test_csv_with_quotes_and_extra_columns_and_jsonl_with_named_labels(tmp_path)
     write(tmp_path / "c" / "train.csv", 'id,text,label,source\n1,"good, really",pos,a\n2,bad,neg,b\n3,"so ""fine""",pos,c\n')
     write(tmp_path / "c" / "val.csv", "id,text,label,source\n4,meh,neg,d\n")
     dm = TextClassificationDataModule(root=str(tmp_path / "c"), train_file="train.csv", val_file="val.csv", test_file=None,
-                                      text_column="text", label_column="label", vocab_size=100)
+                                      text_column="text", label_column="label", vocab_size=300)
     assert dm.label_names == ["neg", "pos"] and dm.rows["train"][0] == ("good, really", "pos") and dm.rows["train"][2][0] == 'so "fine"'
     lines = [json.dumps({"review": t, "stars": s}) for t, s in (("great", "5"), ("awful", "1"), ("fine", "10"))]
     write(tmp_path / "j" / "train.jsonl", "\n".join(lines) + "\n")
@@ -102,3 +102,14 @@ def test_non_utf8_label_file_names_the_byte_offset(tmp_path):
     (root / "latin.tsv").write_bytes(b"sentence\tlabel\ncaf\xe9\t1\n")
     with pytest.raises(ConfigError, match=r"latin.tsv is not UTF-8 text: byte offset 18"):
         TextClassificationDataModule(root=str(root), val_file="latin.tsv")
+
+
+def test_a_character_tokenizer_and_a_too_small_bpe(tmp_path):
+    root = sst(tmp_path)
+    with pytest.raises(ConfigError, match=r"data.vocab_size 100 is below the smallest byte-level BPE, 262"):
+        TextClassificationDataModule(root=str(root), vocab_size=100)
+    with pytest.warns(UserWarning, match="upper bound for tokenizer_kind char"):
+        dm = TextClassificationDataModule(root=str(root), batch_size=8, tokenizer_kind="char", vocab_size=500, min_frequency=1)
+        dm.setup("fit")
+    text = dm.rows["val"][0][0]
+    assert dm.tokenizer.decode(dm.tokenizer.encode_batch([text])[0]) == text

@@ -117,3 +117,16 @@ def test_block_size_larger_than_a_split_is_refused(corpus_dir, tmp_path):
     (corpus_dir / "short.txt").write_text(" a dog . \n")
     with pytest.raises(ConfigError, match=r"data.block_size=16 is larger than data.val_file .*short.txt, which has \d+ tokens"):
         prepared(corpus_dir, tmp_path, val_file="short.txt")
+
+
+def test_a_character_tokenizer_run_decodes_back_to_the_text(corpus_dir, tmp_path):
+    with pytest.warns(UserWarning, match="upper bound for tokenizer_kind char"):
+        dm = prepared(corpus_dir, tmp_path, tokenizer_kind="char", min_frequency=1)
+    blocks = dm.datasets["val"]
+    ids = [int(i) for b in range(len(blocks)) for i in blocks[b][:-1]]
+    text = (corpus_dir / "wiki.valid.tokens").read_text()
+    assert dm.tokenizer.vocab_size < 300 and dm.spec.tokenizer is dm.tokenizer
+    assert text.startswith(dm.tokenizer.decode(ids)) and len(ids) > 0.9 * len(text)  # one token per character, <eos> per line
+    assert int(next(iter(dm.train_dataloader())).max()) < dm.tokenizer.vocab_size
+    with pytest.raises(ConfigError, match=r"data.vocab_size 7 is below the smallest byte-level BPE, 262"):
+        module(corpus_dir, tmp_path, vocab_size=7)
