@@ -109,7 +109,11 @@ def _read_export(path: Path) -> Pretrained:
 
 
 def _read_checkpoint(path: Path) -> Pretrained:
-    checkpoint = load_checkpoint(path)
+    return pretrained_in_checkpoint(load_checkpoint(path), path)
+
+
+def pretrained_in_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Pretrained:
+    """The hand-off of a checkpoint already loaded from ``path`` (formats 1 and 2)."""
     info = checkpoint.get("ptft") if isinstance(checkpoint, dict) else None
     if not isinstance(info, dict) or not ("modules" in info or "backbone" in info):
         raise ConfigError(f"{path} is not a ptft checkpoint (it has no module specs under checkpoint['ptft'])")

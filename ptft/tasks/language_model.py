@@ -17,7 +17,7 @@ from ptft.backbones.text import TextTransformer
 from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer
 from ptft.errors import ConfigError
-from ptft.handoff import build_backbone, load_checkpoint, read_pretrained
+from ptft.handoff import build_backbone, load_checkpoint, pretrained_in_checkpoint
 from ptft.pretext.lm_head import TiedLMHead
 from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens, non_special_ids
 from ptft.tasks.base import PtftTask
@@ -235,15 +235,17 @@ class CausalLMPretraining(LanguageModelPretraining):
 
 
 def load_causal_lm(path: str | os.PathLike) -> CausalLMPretraining:
-    """A causal LM with its tokenizer, rebuilt from a ``CausalLMPretraining`` checkpoint (loaded safely)."""
-    pretrained = read_pretrained(path)
-    if pretrained.task != f"{CausalLMPretraining.__module__}.{CausalLMPretraining.__qualname__}" or Path(path).is_dir():
+    """A causal LM with its tokenizer, rebuilt from a ``CausalLMPretraining`` checkpoint (read once, safely)."""
+    if Path(path).is_dir():
+        raise ConfigError(f"{path} is an export folder: generation needs the .ckpt of a CausalLMPretraining run (an export holds the backbone only)")
+    checkpoint = load_checkpoint(path)
+    pretrained = pretrained_in_checkpoint(checkpoint, path)
+    if pretrained.task != f"{CausalLMPretraining.__module__}.{CausalLMPretraining.__qualname__}":
         raise ConfigError(f"{path} was written by {pretrained.task or 'something other than ptft'}, not CausalLMPretraining: only causal LMs generate text")
     if pretrained.tokenizer is None:
         raise ConfigError(f"{path} has no tokenizer (checkpoint['ptft']['tokenizer'])")
     model = CausalLMPretraining(build_backbone(pretrained.specs["backbone"]))
-    checkpoint = load_checkpoint(path)
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.tokenizer = TextTokenizer.from_json(pretrained.tokenizer, str(path))
-    model.trained_length = checkpoint.get("ptft", {}).get("max_length")  # absent in older checkpoints: the backbone's
+    model.trained_length = checkpoint["ptft"].get("max_length")  # absent in older checkpoints: the backbone's
     return model.eval()

@@ -120,3 +120,10 @@ def test_mlm_micro_batches_of_one_accumulated_step_get_different_masks(tokenizer
     for first, second in (masks[0:2], masks[2:4]):  # the two micro-batches of each optimizer step
         assert not torch.equal(first, second)
     assert len({tuple(m.flatten().tolist()) for m in masks}) == 4
+
+
+def test_generation_refuses_an_export_folder(tmp_path):
+    from ptft.tasks.language_model import load_causal_lm
+
+    with pytest.raises(ConfigError, match="is an export folder: generation needs the .ckpt of a CausalLMPretraining run"):
+        load_causal_lm(tmp_path)
