@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ptft.data.audio_features import LogMelSettings
     from ptft.data.tokenizer import TextTokenizer
 
 
@@ -16,14 +17,15 @@ class DataSpec:
     ``trainer.datamodule``. Data flows one way: the DataModule fills its spec, models only read it.
 
     Args:
-        input_kind: what the batches hold: ``image`` or ``text``; a backbone of another
+        input_kind: what the batches hold: ``image``, ``text`` or ``audio``; a backbone of another
             ``input_kind`` is refused.
         num_classes: number of classes of a labelled data set.
         label_names: the class names in label-id order (saved in checkpoints).
         image_size: side of the square images.
-        tokenizer: the tokenizer of text data. A DataModule that trains its tokenizer fills it in
+        tokenizer: the tokenizer of text data, or the character vocabulary of transcripts (speech). A DataModule that trains its tokenizer fills it in
             ``prepare_data`` / ``setup``, so tasks read it from their ``setup`` on.
         max_length: longest token sequence a batch holds (text).
+        audio: how speech waveforms become log-mel frames (saved in checkpoints and exports).
     """
 
     input_kind: str
@@ -32,3 +34,4 @@ class DataSpec:
     image_size: int | None = None
     tokenizer: TextTokenizer | None = field(default=None, repr=False)
     max_length: int | None = None
+    audio: LogMelSettings | None = None
