@@ -24,7 +24,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError, PtftError, one_line
-from ptft.handoff import export_backbone
+from ptft.handoff import export_backbone, read_pretrained
 from ptft.tasks.base import PtftTask
 from ptft.reliability import PREEMPTED_EXIT_CODE, find_last_checkpoint
 
@@ -111,8 +111,9 @@ class PtftCLI(LightningCLI):
         backbone_args = (model_args.get("backbone") or {}).get("init_args") or {}
         if "image_size" in backbone_args and backbone_args["image_size"] is None:  # left unset (a ViT): the data's size
             backbone_args["image_size"] = data_args.get("image_size")
-        if "tokenizer" in data_args and data_args["tokenizer"] is None and model_args.get("pretrained") is not None:
-            data_args["tokenizer"] = model_args["pretrained"]
+        pretrained = model_args.get("pretrained")
+        if "tokenizer" in data_args and data_args["tokenizer"] is None and pretrained is not None and _holds_tokenizer(pretrained):
+            data_args["tokenizer"] = pretrained
 
     def _check_data(self) -> None:
         """Before a trainer writes anything: the model must be able to use the data its spec describes."""
@@ -149,6 +150,15 @@ class PtftCLI(LightningCLI):
         path = checkpoint and (checkpoint.last_model_path or checkpoint.best_model_path)
         if path and self.trainer.is_global_zero:
             print(f"ptft: checkpoint {path}\nptft: export the backbone with: ptft export {path} OUT_DIR")
+
+
+def _holds_tokenizer(pretrained: str) -> bool:
+    """Whether ``model.pretrained`` holds a tokenizer (a text model, or a speech model's character
+    vocabulary); True when it cannot be read, so the data reports what is wrong with it."""
+    try:
+        return read_pretrained(pretrained).tokenizer is not None
+    except PtftError:
+        return True
 
 
 def run_cli(args: list[str] | None, run: bool = True) -> PtftCLI:

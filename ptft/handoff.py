@@ -36,7 +36,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.nn.utils import parametrize
 
-from ptft.backbones.base import Backbone
+from ptft.backbones.base import Backbone, HandoffModule
 from ptft.errors import ConfigError, MissingPathError, OutputExistsError
 from ptft.reliability import safe_torch_load
 
@@ -49,7 +49,8 @@ TRUSTED_MODULES_ENV = "PTFT_TRUSTED_MODULES"  # modules outside ptft.backbones t
 @dataclass(frozen=True)
 class Pretrained:
     """What a ptft checkpoint or export hands on: each module's spec and weights, the tokenizer
-    JSON (text models) and the label names (classifiers)."""
+    JSON (text models; the character vocabulary of speech models), the label names (classifiers)
+    and the log-mel settings (speech: :class:`~ptft.data.audio_features.LogMelSettings` as a dict)."""
 
     source: str
     specs: dict[str, dict[str, Any]]
@@ -57,6 +58,7 @@ class Pretrained:
     tokenizer: str | None = None
     labels: list[str] | None = None
     task: str | None = None
+    audio: dict[str, Any] | None = None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -105,7 +107,7 @@ def _read_export(path: Path) -> Pretrained:
         if "export_id" in info and export_id != info["export_id"]:
             raise ConfigError(f"{path}: {file.name} and {SPEC_FILE} come from different exports (an interrupted export?); run `ptft export` again")
     tokenizer = (path / TOKENIZER_FILE).read_text(encoding="utf-8") if (path / TOKENIZER_FILE).is_file() else None
-    return Pretrained(str(path), specs, states, tokenizer, info.get("labels"), info.get("task"))
+    return Pretrained(str(path), specs, states, tokenizer, info.get("labels"), info.get("task"), info.get("audio"))
 
 
 def _read_checkpoint(path: Path) -> Pretrained:
@@ -121,7 +123,7 @@ def pretrained_in_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike
     states = split_by_module(checkpoint["state_dict"], list(specs))
     folded = info.get("folded_state_dicts") or ({"backbone": info["backbone_state_dict"]} if "backbone_state_dict" in info else {})
     states.update(folded)  # modules with parametrized weights (spectral norm), stored as plain tensors
-    return Pretrained(str(path), specs, states, info.get("tokenizer"), info.get("labels"), info.get("task"))
+    return Pretrained(str(path), specs, states, info.get("tokenizer"), info.get("labels"), info.get("task"), info.get("audio"))
 
 
 @functools.lru_cache(maxsize=4)
@@ -181,21 +183,24 @@ def folded_state_dict(backbone: Backbone) -> dict[str, torch.Tensor] | None:
 
 
 def trusted_module(module_name: str) -> bool:
-    """Whether a spec's ``class_path`` may import ``module_name``: ptft's own backbone modules
-    (``ptft.backbones`` and its submodules, listed without importing anything), or a module named
-    in ``$PTFT_TRUSTED_MODULES`` (comma-separated; a package name trusts its submodules too)."""
+    """Whether a spec's ``class_path`` may import ``module_name``: ptft's own backbone and head
+    modules (``ptft.backbones``, ``ptft.heads`` and their submodules, listed without importing
+    anything), or a module named in ``$PTFT_TRUSTED_MODULES`` (comma-separated; a package name
+    trusts its submodules too)."""
     import ptft.backbones
+    import ptft.heads
 
-    if module_name == "ptft.backbones" or module_name in {f"ptft.backbones.{m.name}" for m in pkgutil.iter_modules(ptft.backbones.__path__)}:
-        return True
+    for package in (ptft.backbones, ptft.heads):
+        if module_name == package.__name__ or module_name in {f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)}:
+            return True
     trusted = [name.strip() for name in os.environ.get(TRUSTED_MODULES_ENV, "").split(",") if name.strip()]
     return any(module_name == name or module_name.startswith(f"{name}.") for name in trusted)
 
 
-def build_backbone(spec: dict[str, Any]) -> Backbone:
-    """Instantiate the backbone a spec describes (random weights): only Backbone subclasses, and
-    only from a :func:`trusted_module`, checked before anything is imported (a hostile export
-    must not make ptft import arbitrary modules)."""
+def build_backbone(spec: dict[str, Any]) -> HandoffModule:
+    """Instantiate the backbone (or exported head) a spec describes (random weights): only
+    :class:`~ptft.backbones.base.HandoffModule` subclasses, and only from a :func:`trusted_module`,
+    checked before anything is imported (a hostile export must not make ptft import arbitrary modules)."""
     class_path = spec.get("class_path", "") if isinstance(spec, dict) else ""
     module_name, _, class_name = class_path.rpartition(".")
     if not trusted_module(module_name):
@@ -207,7 +212,7 @@ def build_backbone(spec: dict[str, Any]) -> Backbone:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError):
         raise ConfigError(f"backbone class_path {class_path!r} cannot be imported") from None
-    if not (isinstance(cls, type) and issubclass(cls, Backbone)):
+    if not (isinstance(cls, type) and issubclass(cls, HandoffModule)):
         raise ConfigError(f"backbone class_path {class_path!r} is not a ptft.backbones.Backbone")
     return cls(**spec.get("init_args", {}))
 
@@ -275,6 +280,8 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
             "source": str(Path(checkpoint).resolve()), "export_id": export_id}
     if pretrained.labels is not None:
         info["labels"] = pretrained.labels
+    if pretrained.audio is not None:
+        info["audio"] = pretrained.audio
     tmp = {name: out / f".{weights_file(name)}.tmp-{os.getpid()}" for name in pretrained.specs}
     tmp[SPEC_FILE] = out / f".{SPEC_FILE}.tmp-{os.getpid()}"
     try:

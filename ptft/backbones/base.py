@@ -26,17 +26,10 @@ if TYPE_CHECKING:
     from ptft.data.spec import DataSpec
 
 
-class Backbone(nn.Module):
-    """A network that is pretrained, handed off and fine-tuned.
-
-    Subclasses set ``out_dim`` (size of the pooled features) and ``dropout`` (applied to pooled
-    features). ``input_kind`` names what the backbone reads (``image``, ``text``, ...); it must
-    match the ``input_kind`` of the DataModule's :class:`~ptft.data.spec.DataSpec`.
-    """
-
-    input_kind: ClassVar[str]
-    out_dim: int
-    dropout: nn.Module
+class HandoffModule(nn.Module):
+    """A module that can cross from one run to another: it records the arguments it was built with,
+    so ``spec()`` rebuilds it (without weights) from a checkpoint or export. Backbones are
+    handoff modules; so are task heads a fine-tuned model exports with it (``ptft.heads``)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -44,7 +37,7 @@ class Backbone(nn.Module):
         signature = inspect.signature(init)
 
         @functools.wraps(init)
-        def recording_init(self: Backbone, *args: Any, **kw: Any) -> None:
+        def recording_init(self: HandoffModule, *args: Any, **kw: Any) -> None:
             init(self, *args, **kw)
             if type(self) is cls:  # only the most derived class records its arguments
                 bound = signature.bind(self, *args, **kw)
@@ -54,9 +47,22 @@ class Backbone(nn.Module):
         cls.__init__ = recording_init
 
     def spec(self) -> dict[str, Any]:
-        """``{"class_path": ..., "init_args": ...}`` that rebuilds this backbone (without weights)."""
+        """``{"class_path": ..., "init_args": ...}`` that rebuilds this module (without weights)."""
         cls = type(self)
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(self._init_args)}
+
+
+class Backbone(HandoffModule):
+    """A network that is pretrained, handed off and fine-tuned.
+
+    Subclasses set ``out_dim`` (size of the pooled features) and ``dropout`` (applied to pooled
+    features). ``input_kind`` names what the backbone reads (``image``, ``text``, ``audio``); it must
+    match the ``input_kind`` of the DataModule's :class:`~ptft.data.spec.DataSpec`.
+    """
+
+    input_kind: ClassVar[str]
+    out_dim: int
+    dropout: nn.Module
 
     def check_data(self, spec: DataSpec) -> None:
         """Raise a ConfigError if this backbone cannot read the data ``spec`` describes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,7 +16,8 @@ class CheckpointMetadata(pl.Callback):
     ``task.handoff_modules()``, e.g. ``{"backbone": ...}``), the weights of modules with
     parametrizations folded into plain tensors (``folded_state_dicts``, spectral norm), and from
     the data's :class:`~ptft.data.spec.DataSpec` the ``tokenizer`` (text), ``max_length`` (text:
-    the context length trained on) and the ``labels`` (classification). A module is then rebuilt without repeating its configuration. Every ptft
+    the context length trained on), the ``labels`` (classification) and the log-mel settings
+    (``audio``: speech). A module is then rebuilt without repeating its configuration. Every ptft
     task adds it."""
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -33,3 +35,5 @@ class CheckpointMetadata(pl.Callback):
             info["max_length"] = spec.max_length
         if spec is not None and spec.label_names is not None:
             info["labels"] = list(spec.label_names)
+        if spec is not None and spec.audio is not None:
+            info["audio"] = asdict(spec.audio)

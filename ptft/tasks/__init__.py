@@ -2,11 +2,14 @@
 
 from ptft.tasks.autoencoder import AutoencoderPretraining
 from ptft.tasks.base import PtftTask
+from ptft.tasks.best_rq import BestRQPretraining
 from ptft.tasks.classification import Classification, FineTuning
+from ptft.tasks.ctc import CTCFineTuning
 from ptft.tasks.fine_tuning import FineTuningTask
 from ptft.tasks.gan import GANPretraining
 from ptft.tasks.language_model import CausalLMPretraining, MaskedLMPretraining
 from ptft.tasks.mae import MaskedAutoencoderPretraining
+from ptft.tasks.masked_spectrogram import MaskedSpectrogramPretraining
 
-__all__ = ["AutoencoderPretraining", "CausalLMPretraining", "Classification", "FineTuning", "FineTuningTask", "GANPretraining",
-           "MaskedAutoencoderPretraining", "MaskedLMPretraining", "PtftTask"]
+__all__ = ["AutoencoderPretraining", "BestRQPretraining", "CausalLMPretraining", "CTCFineTuning", "Classification", "FineTuning",
+           "FineTuningTask", "GANPretraining", "MaskedAutoencoderPretraining", "MaskedLMPretraining", "MaskedSpectrogramPretraining", "PtftTask"]

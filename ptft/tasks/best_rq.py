@@ -1,0 +1,42 @@
+"""BEST-RQ pretraining (Chiu et al. 2022): predict a frozen random quantizer's codes of masked frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ptft.backbones.base import Backbone
+from ptft.errors import ConfigError
+from ptft.pretext.random_projection_quantizer import RandomProjectionQuantizer
+from ptft.tasks.masked_speech import MaskedSpeechPretraining
+
+
+class BestRQPretraining(MaskedSpeechPretraining):
+    """Each output frame's stacked clean input frames get a code from a
+    :class:`~ptft.pretext.random_projection_quantizer.RandomProjectionQuantizer` (frozen, random);
+    the backbone sees the masked input and a linear head predicts the codes of the masked frames,
+    scored by cross-entropy; ``train/acc`` and ``val/acc`` are the share of codes predicted right.
+
+    Args:
+        backbone: a speech backbone.
+        codebook_size: number of codes (classes of the prediction).
+        codebook_dim: dimension of the random projection the codes live in.
+        quantizer_seed: seed of the projection and the codebook.
+        **kwargs: masking (mask_probability, mask_span, mask_noise_std) and the options every task shares.
+    """
+
+    def __init__(self, backbone: Backbone, codebook_size: int = 8192, codebook_dim: int = 16, quantizer_seed: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(backbone, **kwargs)
+        if codebook_size < 2 or codebook_dim < 1:
+            raise ConfigError(f"model.codebook_size must be >= 2 and model.codebook_dim >= 1, got {codebook_size} and {codebook_dim}")
+        self.quantizer = RandomProjectionQuantizer(self.stacked_dim, codebook_dim, codebook_size, quantizer_seed)
+        self.head = nn.Linear(backbone.out_dim, codebook_size)
+
+    def prediction_loss(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        codes = self.quantizer(stacked)
+        logits = predictions.float()
+        return F.cross_entropy(logits, codes), {"acc": (logits.argmax(-1) == codes).float().mean()}
