@@ -53,7 +53,8 @@ class LogMelSettings:
 class LogMelFeatures(nn.Module):
     """Waveforms ``(B, S)`` with their lengths in samples -> :class:`SequenceFeatures` of
     ``log(mel + 1e-6)`` frames ``(B, T, n_mels)``, each utterance normalised to zero mean and unit
-    variance per band over its real frames (padding frames are 0), and the frame mask. Always
+    variance per band over its real frames (padding frames are 0), and the frame mask. The STFT pads
+    with zeros, as batching does, so an utterance's features do not depend on its batch. Always
     computed in float32, also under mixed precision."""
 
     def __init__(self, settings: LogMelSettings) -> None:
@@ -63,7 +64,7 @@ class LogMelFeatures(nn.Module):
         self.settings = settings
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=settings.sample_rate, n_fft=settings.win_length, win_length=settings.win_length,
-            hop_length=settings.hop_length, n_mels=settings.n_mels, center=True, power=2.0,
+            hop_length=settings.hop_length, n_mels=settings.n_mels, center=True, pad_mode="constant", power=2.0,
         )
 
     @torch.no_grad()

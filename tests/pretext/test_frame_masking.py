@@ -1,0 +1,58 @@
+"""Span masking of speech frames and BEST-RQ's random-projection quantizer."""
+
+import torch
+
+from ptft.backbones.base import SequenceFeatures
+from ptft.pretext.frame_masking import mask_inputs, span_mask, stack_frames
+from ptft.pretext.random_projection_quantizer import RandomProjectionQuantizer
+
+
+def test_span_mask_covers_only_real_frames_in_whole_spans():
+    lengths = torch.tensor([50, 30, 3, 1])
+    mask = span_mask(lengths, 50, 0.05, 5, torch.Generator().manual_seed(0))
+    assert mask.shape == (4, 50)
+    real = torch.arange(50)[None] < lengths[:, None]
+    assert not (mask & ~real).any()
+    assert mask.any(1).all()  # every utterance has masked frames, even a one-frame one
+    # runs of masked frames are at least one span long unless cut by the utterance's end
+    for row, n in zip(mask.tolist(), lengths.tolist()):
+        runs, run = [], 0
+        for i, m in enumerate(row[:n] + [False]):
+            if m:
+                run += 1
+            elif run:
+                runs.append((run, i == n))
+                run = 0
+        assert all(r >= 5 or at_end for r, at_end in runs)
+
+
+def test_span_mask_ratio_follows_the_probability():
+    lengths = torch.full((64,), 400)
+    ratio = span_mask(lengths, 400, 0.05, 10, torch.Generator().manual_seed(1)).float().mean().item()
+    assert abs(ratio - (1 - 0.95**10)) < 0.05  # a frame is masked when a span starts in the 10 frames up to it
+
+
+def test_stack_frames_and_mask_inputs():
+    frames = torch.arange(2 * 10 * 3, dtype=torch.float).reshape(2, 10, 3)
+    stacked = stack_frames(frames, 4, 3)
+    assert stacked.shape == (2, 3, 12)
+    assert torch.equal(stacked[0, 1], frames[0, 4:8].reshape(12))
+    assert torch.equal(stacked[0, 2, 6:], torch.zeros(6))  # past the end: zeros
+    hidden = torch.tensor([[False, True, False], [False, False, False]])
+    masked = mask_inputs(SequenceFeatures(frames, None), hidden, 4, 0.0)
+    assert torch.equal(masked.states[0, 4:8], torch.zeros(4, 3))
+    assert torch.equal(masked.states[0, :4], frames[0, :4]) and torch.equal(masked.states[0, 8:], frames[0, 8:])
+    assert torch.equal(masked.states[1], frames[1])
+
+
+def test_quantizer_gives_fixed_nearest_codes():
+    frames = torch.randn(100, 12, generator=torch.Generator().manual_seed(0))
+    first, second = RandomProjectionQuantizer(12, 4, 32, seed=3), RandomProjectionQuantizer(12, 4, 32, seed=3)
+    codes = first(frames)
+    assert torch.equal(codes, second(frames))  # a function of the input and the seed only
+    assert not torch.equal(codes, RandomProjectionQuantizer(12, 4, 32, seed=4)(frames))
+    projected = torch.nn.functional.normalize(frames @ first.projection, dim=-1)
+    distances = torch.cdist(projected, first.codebook)
+    assert torch.equal(codes, distances.argmin(-1))  # nearest codeword
+    assert codes.unique().numel() > 5
+    assert not any(p.requires_grad for p in first.parameters()) and len(first.state_dict()) == 2
