@@ -1,10 +1,11 @@
 """The ``ptft`` command: LightningCLI subcommands (fit, validate, test, predict) plus ``export``,
-``sample``, ``generate`` and ``sweep``.
+``sample``, ``generate``, ``transcribe`` and ``sweep``.
 
     ptft fit -c configs/pretrain/autoencoder_imagenette.yaml [-c more.yaml] [--model.x=...]
     ptft export path/to/last.ckpt exports/my_backbone
     ptft sample path/to/gan/last.ckpt --num 64 --out samples/
     ptft generate path/to/clm/last.ckpt --prompt "The game" --max_new_tokens 50
+    ptft transcribe path/to/ctc/last.ckpt speech.wav [more.flac ...] [--out transcripts.jsonl]
     ptft sweep configs/sweeps/gan_imagenette.yaml --count 8 [--trainer.max_steps=50 ...]
 """
 
@@ -23,7 +24,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ptft.data.spec import DataSpec
-from ptft.errors import ConfigError, PtftError, one_line
+from ptft.errors import ConfigError, OutputExistsError, PtftError, one_line
 from ptft.handoff import export_backbone, read_pretrained
 from ptft.tasks.base import PtftTask
 from ptft.reliability import PREEMPTED_EXIT_CODE, find_last_checkpoint
@@ -236,6 +237,36 @@ def generate_main(args: list[str]) -> None:
     print(options.prompt + tokenizer.decode(new))
 
 
+def transcribe_main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ptft transcribe", description="Print one transcript per audio file, from a CTC speech model.")
+    parser.add_argument("model", help="a .ckpt written by ptft.tasks.CTCFineTuning, or its `ptft export` folder")
+    parser.add_argument("audio", nargs="+", help="audio files (WAV, FLAC, OGG, ...; any sample rate and channel count)")
+    parser.add_argument("--out", help="also write the transcripts as a JSONL manifest (audio_filepath, text)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--batch_size", type=int, default=8, help="utterances transcribed at once (default 8)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    options = parser.parse_args(args)
+    import time
+
+    from ptft.transcribe import Transcriber, write_transcripts
+
+    try:
+        out = Path(options.out) if options.out else None
+        if out is not None and out.exists() and not options.overwrite:
+            raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+        transcriber = Transcriber(options.model, options.device)
+        start = time.perf_counter()
+        texts, seconds = transcriber.transcribe_files(options.audio, options.batch_size)
+        elapsed = time.perf_counter() - start
+        if out is not None:
+            write_transcripts(out, options.audio, texts, options.overwrite)
+    except PtftError as error:
+        parser.exit(2, f"ptft transcribe: error: {one_line(error)}\n")
+    print("\n".join(texts))
+    print(f"ptft: transcribed {len(texts)} files, {seconds:.1f} s of audio in {elapsed:.2f} s "
+          f"(real-time factor {elapsed / max(seconds, 1e-9):.3f})", file=sys.stderr)
+
+
 def sweep_main(args: list[str]) -> None:
     from ptft.sweep import main as sweep  # imports optuna only when sweeping
 
@@ -250,8 +281,9 @@ def main(argv: list[str] | None = None) -> None:
               "ptft sample CHECKPOINT --num N --out DIR          write N images from a GAN checkpoint, plus grid.png\n"
               "ptft generate CHECKPOINT --prompt TEXT --max_new_tokens N [--temperature T --top_k K]\n"
               "                                                  print text sampled from a causal-LM checkpoint\n"
+              "ptft transcribe MODEL AUDIO... [--out FILE]       print one transcript per audio file (CTC speech model)\n"
               "ptft sweep SWEEP.yaml --count N [overrides...]    run a W&B-format sweep locally with Optuna (resumable)\n")
-    commands = {"export": export_main, "sample": sample_main, "generate": generate_main, "sweep": sweep_main}
+    commands = {"export": export_main, "sample": sample_main, "generate": generate_main, "transcribe": transcribe_main, "sweep": sweep_main}
     if args and args[0] in commands:
         commands[args[0]](args[1:])
         return

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ptft.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ptft.data.tokenizer import TextTokenizer
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int) -> list[list[int]]:
@@ -18,6 +23,12 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int) ->
         path = torch.unique_consecutive(path[:length])
         decoded.append(path[path != blank].tolist())
     return decoded
+
+
+def transcript(vocabulary: TextTokenizer, ids: list[int]) -> str:
+    """The text of decoded ids: special tokens other than the unknown one (never in a transcript) dropped."""
+    unused = set(vocabulary.special_ids) - {vocabulary.unk_id}
+    return vocabulary.decode([i for i in ids if i not in unused]).strip()
 
 
 class BeamSearchDecoder:

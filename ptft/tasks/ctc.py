@@ -10,7 +10,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from ptft.ctc_decoding import BeamSearchDecoder, greedy_decode
+from ptft.ctc_decoding import BeamSearchDecoder, greedy_decode, transcript
 from ptft.data.spec import DataSpec
 from ptft.data.speech_batch import SpeechBatch
 from ptft.data.tokenizer import TextTokenizer
@@ -60,7 +60,6 @@ class CTCFineTuning(FineTuningTask):
                               "use a SpeechDataModule with data.labelled=true (or model.pretrained from a CTC model)")
         self.vocabulary: TextTokenizer = vocabulary
         self.blank = vocabulary.pad_id
-        self.not_text = set(vocabulary.special_ids) - {vocabulary.unk_id}  # never in a transcript: dropped when decoding
         self.ctc_head = CTCHead(self.backbone.out_dim, vocabulary.vocab_size, head_dropout)
         self.beam_search = BeamSearchDecoder(self.tokens(), self.blank, beam_size) if decoder == "beam" else None
         self.eval_metrics = nn.ModuleDict({
@@ -118,7 +117,7 @@ class CTCFineTuning(FineTuningTask):
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """Transcripts of a batch of log-probabilities (greedy, or beam search with ``decoder: beam``)."""
         ids = self.beam_search(log_probs, lengths) if self.beam_search is not None else greedy_decode(log_probs, lengths, self.blank)
-        return [self.vocabulary.decode([i for i in hypothesis if i not in self.not_text]).strip() for hypothesis in ids]
+        return [transcript(self.vocabulary, hypothesis) for hypothesis in ids]
 
     def _evaluate(self, batch: SpeechBatch, stage: str) -> None:
         log_probs, lengths = self(batch)
