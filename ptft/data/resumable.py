@@ -83,12 +83,14 @@ class ResumableSampler(DistributedSampler):
         return keys
 
     def __iter__(self):
+        # A generator: a multi-process DataLoader calls iter() on its sampler twice when it starts
+        # and drops the first; only the iterator actually read may use up ``resume_at``.
         offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]
         items = self.epoch_items([offset + i for i in super().__iter__()])
         if self.resume_at is not None and self.resume_at[0] == self.epoch:
             items = items[self.resume_at[1]:]
             self.resume_at = None
-        return iter(items)
+        yield from items
 
 
 class ResumableLoader(DataLoader):

@@ -32,7 +32,7 @@ from ptft.data.paths import resolve_data_path
 from ptft.data.spec import DataSpec
 from ptft.data.speech_batch import SpeechBatch
 from ptft.data.speech_manifest import Utterance, check_audio, read_utterances
-from ptft.data.tokenizer import TextTokenizer, load_tokenizer
+from ptft.data.tokenizer import TextTokenizer
 from ptft.data.transcripts import TextNormaliser, build_vocabulary, check_vocabulary, encode_transcripts
 from ptft.errors import ConfigError
 
@@ -214,11 +214,14 @@ class SpeechDataModule(pl.LightningDataModule):
         return len(train) - len(kept)
 
     def _vocabulary(self, source: str | None) -> TextTokenizer:
+        if source is not None and Path(source).suffix == ".json":
+            return check_vocabulary(TextTokenizer.from_file(source), "data.tokenizer")
         if source is not None:
             from ptft.handoff import read_tokenizer  # handoff imports the backbones; only a given checkpoint needs it
 
-            if Path(source).suffix == ".json" or read_tokenizer(source) is not None:
-                return check_vocabulary(load_tokenizer(source, "data.tokenizer"), "data.tokenizer")
+            text = read_tokenizer(source)
+            if text is not None:
+                return check_vocabulary(TextTokenizer.from_json(text, source), "data.tokenizer")
             rank_zero_info(f"ptft: {source} holds no vocabulary (pretrained on audio only); building one from the training transcripts")
         return build_vocabulary([u.text for u in self.utterances["train"]])
 
@@ -254,7 +257,7 @@ class SpeechDataModule(pl.LightningDataModule):
         targets, unknown = encode_transcripts(self.tokenizer, [u.text for u in utterances])
         self.unknown_characters[split] = dict(unknown)
         if unknown:
-            examples = ", ".join(f"{c!r} x{n}" for c, n in unknown.most_common(8))
+            examples = ", ".join(f"{c!r} ({n}x)" for c, n in unknown.most_common(8))
             rank_zero_warn(f"ptft: {unknown.total()} characters of data.{split}_manifest are not in the vocabulary and are "
                            f"encoded as {self.tokenizer.unk_token}: {examples}")
         return SpeechClips(audio, targets)
