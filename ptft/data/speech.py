@@ -13,7 +13,6 @@ duration and read once each.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -35,9 +34,6 @@ from ptft.data.speech_manifest import Utterance, check_audio, read_utterances
 from ptft.data.tokenizer import TextTokenizer
 from ptft.data.transcripts import TextNormaliser, build_vocabulary, check_vocabulary, encode_transcripts
 from ptft.errors import ConfigError
-
-log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
 
 
 class SpeechClips(Dataset):
@@ -284,7 +280,7 @@ class SpeechDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: SpeechBatch, dataloader_idx: int) -> SpeechBatch:
         """Waveforms -> log-mel :class:`SequenceFeatures` (SpecAugment while training), lengths in frames."""
         waveforms = batch.inputs
-        if self._features is None or self._features.mel.spectrogram.window.device != waveforms.device:
+        if self._features is None or next(self._features.buffers()).device != waveforms.device:
             self._features = LogMelFeatures(self.settings).to(waveforms.device)
         features = self._features(waveforms, batch.input_lengths)
         if self.spec_augment and self.trainer is not None and self.trainer.training:
