@@ -25,6 +25,10 @@ class CorruptImageError(PtftError, ValueError):
     """An image file that cannot be decoded."""
 
 
+class CorruptAudioError(PtftError, ValueError):
+    """An audio file that cannot be decoded or holds no samples."""
+
+
 class OutputExistsError(PtftError, FileExistsError):
     """An output that would replace earlier results."""
 

@@ -17,6 +17,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,8 @@ def default_cache_root(data_root: Path) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ptft"
 
 
-def cache_key(data_root: Path, samples: list[tuple[str, int]], side: int) -> str:
+def cache_key(data_root: Path, samples: list[tuple[str, int]], side: int | str) -> str:
+    """A hash of ``side`` (what the decoded data depends on besides the files) and every file's path, label, size and mtime."""
     digest = hashlib.sha256(json.dumps([FORMAT_VERSION, str(data_root.resolve()), side]).encode())
     for path, label in samples:
         stat = os.stat(path)
@@ -67,13 +70,29 @@ def _as_array(item):
     return item if isinstance(item, np.ndarray) else np.asarray(item)
 
 
+@contextmanager
+def building(folder: Path) -> Iterator[Path]:
+    """A temporary folder beside ``folder`` to build a cache in, renamed to ``folder`` when the block
+    ends without error: a killed build leaves no half cache, and when another process finished the
+    same cache first, this copy is dropped. A built cache holds ``index.npy``."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        yield temp
+        try:
+            os.rename(temp, folder)
+        except OSError:  # another process finished the same cache first
+            if not (folder / "index.npy").exists():
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def build(folder: Path, samples: list[tuple[str, int]], side: int, num_workers: int) -> None:
     """Decode ``samples`` into the cache ``folder`` (nothing to do if it exists)."""
     if (folder / "index.npy").exists():
         return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    with building(folder) as temp:
         index = np.zeros((len(samples), 3), dtype=np.int64)
         offset = 0
         loader = DataLoader(_Decode(samples, side), batch_size=None, num_workers=num_workers, collate_fn=_as_array)
@@ -85,13 +104,6 @@ def build(folder: Path, samples: list[tuple[str, int]], side: int, num_workers: 
         np.save(temp / "index.npy", index)
         (temp / "meta.json").write_text(json.dumps({"images": len(samples), "side": side, "bytes": offset,
                                                     "first": samples[0][0], "format": FORMAT_VERSION}) + "\n")
-        try:
-            os.rename(temp, folder)
-        except OSError:  # another process finished the same cache first
-            if not (folder / "index.npy").exists():
-                raise
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     log.info("ptft: decoded %d images (%.1f MB) into %s", len(samples), offset / 1e6, folder)
 
 

@@ -71,30 +71,38 @@ class SeededSamples(Dataset):
 
 class ResumableSampler(DistributedSampler):
     """DistributedSampler (shuffled by ``seed + epoch``, padded to equal shards) yielding
-    :class:`SeededSamples` keys, able to start an epoch after its first ``start`` samples."""
+    :class:`SeededSamples` keys, able to start an epoch part-way (``resume_at``). An item
+    is one key; a subclass may group the keys into batches (:meth:`epoch_items`)."""
 
     def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
-        self.resume_at: tuple[int, int] | None = None  # (epoch, samples of this rank's shard to skip)
+        self.resume_at: tuple[int, int] | None = None  # (epoch, items of this rank's epoch to skip)
+
+    def epoch_items(self, keys: list[int]) -> list:
+        """What this rank yields this epoch, given its shard's keys in order."""
+        return keys
 
     def __iter__(self):
-        indices = list(super().__iter__())
-        if self.resume_at is not None and self.resume_at[0] == self.epoch:
-            indices = indices[self.resume_at[1]:]
-            self.resume_at = None
+        # A generator: a multi-process DataLoader calls iter() on its sampler twice when it starts
+        # and drops the first; only the iterator actually read may use up ``resume_at``.
         offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]
-        return iter([offset + i for i in indices])
+        items = self.epoch_items([offset + i for i in super().__iter__()])
+        if self.resume_at is not None and self.resume_at[0] == self.epoch:
+            items = items[self.resume_at[1]:]
+            self.resume_at = None
+        yield from items
 
 
 class ResumableLoader(DataLoader):
     """A DataLoader over :class:`SeededSamples` with a :class:`ResumableSampler` whose position
-    (epoch, batches handed out) Lightning saves in checkpoints and restores on resume."""
+    (epoch, batches handed out) Lightning saves in checkpoints and restores on resume. With
+    ``batch_size=None`` each sampler item is a whole batch (:mod:`ptft.data.bucketing`)."""
 
     def __iter__(self):
         sampler = self.sampler
         assert isinstance(sampler, ResumableSampler)
         epoch = sampler.epoch
-        done = sampler.resume_at[1] // self.batch_size if sampler.resume_at and sampler.resume_at[0] == epoch else 0
+        done = sampler.resume_at[1] // (self.batch_size or 1) if sampler.resume_at and sampler.resume_at[0] == epoch else 0
         iterator = super().__iter__()
 
         def counting():
@@ -114,24 +122,27 @@ class ResumableLoader(DataLoader):
         if batches >= len(self):  # saved after the epoch's last batch: the next epoch starts afresh
             epoch, batches = epoch + 1, 0
         self.sampler.set_epoch(epoch)
-        self.sampler.resume_at = (epoch, batches * state["batch_size"])
+        self.sampler.resume_at = (epoch, batches * (state["batch_size"] or 1))
+
+
+def shard_of(trainer: Any) -> tuple[int, int]:
+    """``(world size, rank)`` of ``trainer`` (one device without one)."""
+    return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+
+def loader_over(samples: SeededSamples, sampler: ResumableSampler, num_workers: int, **options: Any) -> ResumableLoader:
+    """The :class:`ResumableLoader` of ``samples`` in ``sampler``'s order: persistent workers, pinned
+    memory for a GPU, its own generator; ``options`` go to the DataLoader."""
+    return ResumableLoader(samples, sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0,
+                           pin_memory=torch.cuda.is_available(), generator=own_generator(), **options)
 
 
 def resumable_loader(dataset: Dataset, batch_size: int, num_workers: int, trainer: Any = None, drop_last: bool = True,
                      collate_fn: Callable | None = None) -> ResumableLoader:
     """The shuffled training loader of ``dataset`` for this rank of ``trainer`` (one device without one)."""
     seed = global_seed()
-    world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+    world_size, rank = shard_of(trainer)
     samples = SeededSamples(dataset, seed)
     sampler = ResumableSampler(samples, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    return ResumableLoader(
-        samples,
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=drop_last and len(sampler) >= batch_size,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
-        generator=own_generator(),
-        collate_fn=collate_fn,
-    )
+    return loader_over(samples, sampler, num_workers, batch_size=batch_size, drop_last=drop_last and len(sampler) >= batch_size,
+                       collate_fn=collate_fn)
