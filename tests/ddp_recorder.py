@@ -16,7 +16,8 @@ class RecordRank(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == 0:
-            self.indices = [int(i) for i in trainer.train_dataloader.sampler]
+            # a sampler of indices, or of lists of them (duration-bucketed speech batches)
+            self.indices = [int(k) for i in trainer.train_dataloader.sampler for k in (i if isinstance(i, list) else [i])]
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
         if batch_idx == 0:
