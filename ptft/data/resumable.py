@@ -8,6 +8,10 @@ plain DataLoader it restarts the epoch's data from its first batch (and warns). 
   device, so each rank reads its own shard and Lightning leaves the sampler alone);
 * the loader counts the batches it handed out, saves ``(epoch, batches)`` and, on load, skips that
   many batches of the same order;
+* with a trainer, an epoch's order is that of ``trainer.current_epoch`` when its first batch is
+  drawn, not the epoch Lightning last passed to ``set_epoch``: after a resume from a checkpoint saved
+  at an epoch's end, Lightning creates the iterator before it sets the epoch (and with ``max_steps``
+  it then passes one epoch too many), so its ``set_epoch`` cannot be trusted there;
 * augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`), so
   they do not depend on worker processes, on batch positions, or on where a run was resumed, and
   they leave the global random stream (model noise, masks, dropout) untouched;
@@ -88,18 +92,21 @@ class ResumableSampler(DistributedSampler):
 
 class ResumableLoader(DataLoader):
     """A DataLoader over :class:`SeededSamples` with a :class:`ResumableSampler` whose position
-    (epoch, batches handed out) Lightning saves in checkpoints and restores on resume."""
+    (epoch, batches handed out) Lightning saves in checkpoints and restores on resume. Each pass draws
+    the order of ``trainer.current_epoch`` when ``trainer`` is set, else of the sampler's epoch."""
+
+    trainer: Any = None
 
     def __iter__(self):
-        sampler = self.sampler
-        assert isinstance(sampler, ResumableSampler)
-        epoch = sampler.epoch
-        done = sampler.resume_at[1] // self.batch_size if sampler.resume_at and sampler.resume_at[0] == epoch else 0
-        iterator = super().__iter__()
-
-        def counting():
+        def counting():  # a generator: nothing, not even the workers' first indices, is drawn before the first batch
+            sampler = self.sampler
+            assert isinstance(sampler, ResumableSampler)
+            if self.trainer is not None:
+                sampler.set_epoch(self.trainer.current_epoch)
+            epoch = sampler.epoch
+            done = sampler.resume_at[1] // self.batch_size if sampler.resume_at and sampler.resume_at[0] == epoch else 0
             self._position = (epoch, done)
-            for n, batch in enumerate(iterator, done + 1):
+            for n, batch in enumerate(DataLoader.__iter__(self), done + 1):
                 self._position = (epoch, n)  # Lightning fetches sized loaders without prefetching
                 yield batch
 
@@ -119,12 +126,13 @@ class ResumableLoader(DataLoader):
 
 def resumable_loader(dataset: Dataset, batch_size: int, num_workers: int, trainer: Any = None, drop_last: bool = True,
                      collate_fn: Callable | None = None) -> ResumableLoader:
-    """The shuffled training loader of ``dataset`` for this rank of ``trainer`` (one device without one)."""
+    """The shuffled training loader of ``dataset`` for this rank of ``trainer`` (one device without one),
+    whose passes follow ``trainer.current_epoch``."""
     seed = global_seed()
     world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     samples = SeededSamples(dataset, seed)
     sampler = ResumableSampler(samples, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    return ResumableLoader(
+    loader = ResumableLoader(
         samples,
         batch_size=batch_size,
         sampler=sampler,
@@ -135,3 +143,5 @@ def resumable_loader(dataset: Dataset, batch_size: int, num_workers: int, traine
         generator=own_generator(),
         collate_fn=collate_fn,
     )
+    loader.trainer = trainer
+    return loader

@@ -26,7 +26,8 @@ TINY = {  # the shipped config at the smallest size; each exercises a random str
 
 def fit_args(task, tmp_path, name, *callbacks, every=3, max_steps=10):
     config, *extra = TINY[task]
-    checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": every, "save_last": True}}
+    checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                  "init_args": {"every_n_train_steps": every, "save_last": True, "enable_version_counter": False}}
     record = {"class_path": "reliability_callbacks.RecordLosses", "init_args": {"path": str(tmp_path / f"{name}.jsonl")}}
     if task == "mlm":  # a corpus of 5 batches of 4 blocks per epoch
         data = [f"--data.root={make_corpus(tmp_path / 'text/wiki.valid.tokens', 30).parent}", "--data.train_file=wiki.valid.tokens",
@@ -122,3 +123,27 @@ def test_mlm_with_gradient_accumulation_resumes_mid_epoch_with_identical_losses(
         assert got.keys() == want.keys() and got["step"] == want["step"]
         for key in got:
             assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-7), (got, want)
+
+
+EPOCH_END = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"save_last": True, "enable_version_counter": False}}
+
+
+@pytest.mark.parametrize("length", [["--data.num_workers=1"], ["--data.num_workers=1", "--trainer.max_steps=-1", "--trainer.max_epochs=2"]],
+                         ids=["max_steps", "max_epochs"])
+def test_a_run_killed_after_an_epoch_end_checkpoint_resumes_with_identical_losses(length, tree, tmp_path, monkeypatch):
+    # last.ckpt is written at the end of epoch 0 (step 6, after the step checkpoint at 4): Lightning restarts such a
+    # checkpoint with the loader's iterator made before the epoch is set, and with max_steps one epoch ahead
+    monkeypatch.chdir(tmp_path)
+    kill = {"class_path": "reliability_callbacks.KillAt", "init_args": {"step": 7}}
+    args = lambda name, *extra: fit_args("autoencoder", tmp_path, name, EPOCH_END, *extra, every=4) + length  # noqa: E731
+    killed = run_ptft(*args("run", kill), cwd=tmp_path, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    saved = torch.load(next((tmp_path / "run").glob("*/version_0/checkpoints/last.ckpt")), weights_only=True)
+    assert saved["global_step"] == 6 and loader_state(saved) == [{"epoch": 0, "batches": 6, "batch_size": 4}]
+    before = losses(tmp_path / "run.jsonl")
+    run_cli(args("run") + ["--ckpt_path=last"])
+    run_cli(args("reference"))
+    reference = losses(tmp_path / "reference.jsonl")
+    resumed = losses(tmp_path / "run.jsonl")[len(before):]
+    assert before == reference[: len(before)] and [r["step"] for r in resumed] == [r["step"] for r in reference[6:]]
+    assert resumed == reference[6:]  # the same floats: the same batches, augmentations, noise and updates
