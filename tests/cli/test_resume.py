@@ -10,6 +10,7 @@ import torch
 from conftest import make_corpus, make_image_tree
 from helpers import CONFIGS, run_ptft, sigterm_when_marked, tiny_text_model
 from ptft.cli import run_cli
+from ptft.errors import ConfigError
 
 TINY = {  # the shipped config at the smallest size; each exercises a random stream the resume must continue
     "autoencoder": ["pretrain/autoencoder_imagenette.yaml", "--model.corruption=gaussian", "--data.train_augment=crop_flip",
@@ -147,3 +148,24 @@ def test_a_run_killed_after_an_epoch_end_checkpoint_resumes_with_identical_losse
     resumed = losses(tmp_path / "run.jsonl")[len(before):]
     assert before == reference[: len(before)] and [r["step"] for r in resumed] == [r["step"] for r in reference[6:]]
     assert resumed == reference[6:]  # the same floats: the same batches, augmentations, noise and updates
+
+
+def test_the_pretraining_configs_write_one_last_ckpt_the_newest_state(tree, tmp_path, monkeypatch):
+    # the config's two ModelCheckpoints: epoch ends (steps 6, 10: the run's end) and every 4 steps (4, 8)
+    monkeypatch.chdir(tmp_path)
+    args = fit_args("autoencoder", tmp_path, "run")
+    args = [a for a in args if not a.startswith("--trainer.callbacks=")] + ["--trainer.callbacks.every_n_train_steps=4"]
+    cli = run_cli(args)
+    folder = next((tmp_path / "run").glob("*/version_0/checkpoints"))
+    assert sorted(p.name for p in folder.glob("last*")) == ["last.ckpt"]
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 10
+    assert all(Path(c.last_model_path) == folder / "last.ckpt" for c in cli.trainer.checkpoint_callbacks)
+
+
+def test_two_checkpoint_callbacks_writing_last_v1_are_refused(tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    both = [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"save_last": True, "enable_version_counter": True}},
+            {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"save_last": True, "every_n_train_steps": 4}}]
+    args = [a for a in fit_args("autoencoder", tmp_path, "run") if not a.startswith("--trainer.callbacks=")]
+    with pytest.raises(ConfigError, match="2 ModelCheckpoint callbacks save_last into the run's checkpoints folder.*enable_version_counter: false"):
+        run_cli(args + [f"--trainer.callbacks={json.dumps(both)}"])
