@@ -169,3 +169,39 @@ def test_two_checkpoint_callbacks_writing_last_v1_are_refused(tree, tmp_path, mo
     args = [a for a in fit_args("autoencoder", tmp_path, "run") if not a.startswith("--trainer.callbacks=")]
     with pytest.raises(ConfigError, match="2 ModelCheckpoint callbacks save_last into the run's checkpoints folder.*enable_version_counter: false"):
         run_cli(args + [f"--trainer.callbacks={json.dumps(both)}"])
+
+
+def test_ckpt_path_last_resumes_only_a_run_of_the_same_experiment(tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    other = make_image_tree(tmp_path / "other", per_class=8, classes=("fox", "hen"))
+    run_cli(fit_args("autoencoder", tmp_path, "run", max_steps=6))  # version_0
+    first = next((tmp_path / "run").glob("*/version_0/checkpoints"))
+    kept = {path.name: path.stat().st_mtime_ns for path in first.iterdir()}
+    capsys.readouterr()
+    run_cli(fit_args("autoencoder", tmp_path, "run", max_steps=6) + [f"--data.root={other}", "--model.noise_std=0.3", "--ckpt_path=last"])
+    out = capsys.readouterr().out
+    assert f"ptft: --ckpt_path last: skipped {first / 'last.ckpt'}: another experiment (differs in data.init_args.root, " \
+           "model.init_args.noise_std)" in out
+    assert "ptft: --ckpt_path last: no checkpoint of this experiment (same config and overrides) found; starting from scratch" in out
+    assert losses(tmp_path / "run.jsonl")[6]["step"] == 1  # started afresh, in its own folder (version_1)
+    assert {path.name: path.stat().st_mtime_ns for path in first.iterdir()} == kept
+
+    more = ["--trainer.max_steps=8", "--data.num_workers=1", "--ckpt_path=last"]  # a longer run of the first experiment
+    run_cli(fit_args("autoencoder", tmp_path, "run") + more)
+    out = capsys.readouterr().out
+    second = next((tmp_path / "run").glob("*/version_1/checkpoints"))
+    assert f"skipped {second / 'last.ckpt'}: another experiment" in out  # newer, but not this experiment
+    assert f"ptft: --ckpt_path last: resuming from {first / 'last.ckpt'}: the newest last checkpoint of this experiment (global step 6)" in out
+    assert [r["step"] for r in losses(tmp_path / "run.jsonl")[12:]] == [7, 8]
+
+
+def test_a_run_refuses_a_checkpoint_folder_holding_another_experiment(tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fixed = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}
+    args = [a for a in fit_args("autoencoder", tmp_path, "run", max_steps=2) if not a.startswith("--trainer.callbacks=")]
+    args.append(f"--trainer.callbacks={json.dumps([fixed])}")
+    run_cli(args)
+    with pytest.raises(ConfigError, match=r"ckpt: holds last.ckpt of another experiment \(differs in model.init_args.noise_std\)"):
+        run_cli(args + ["--model.noise_std=0.3"])
+    run_cli(args + ["--trainer.max_steps=3", "--ckpt_path=last"])  # the same experiment continues there
+    assert torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)["global_step"] == 3
