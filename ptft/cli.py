@@ -27,7 +27,8 @@ from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError, OutputExistsError, PtftError, one_line
 from ptft.handoff import export_backbone, read_pretrained
 from ptft.tasks.base import PtftTask
-from ptft.reliability import PREEMPTED_EXIT_CODE, find_last_checkpoint
+from ptft.callbacks import ExperimentConfig
+from ptft.reliability import PREEMPTED_EXIT_CODE, experiment_config, find_last_checkpoint
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -137,14 +138,17 @@ class PtftCLI(LightningCLI):
         complete already; the checkpoint is read once, by the trainer (weights_only=True)."""
 
     def before_fit(self) -> None:
+        """Records the run's experiment in its checkpoints, and resolves ``--ckpt_path last`` to the
+        newest last checkpoint of the same experiment (None: start from scratch), saying why."""
         self._check_data()
+        experiment = experiment_config(self.config[self.subcommand].as_dict())
+        self.trainer.callbacks.append(ExperimentConfig(experiment))
         config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") == "last":  # the newest last.ckpt of any earlier run of this config
-            found = find_last_checkpoint(self.trainer)
-            if found is not None:
-                config["ckpt_path"] = str(found)
-                if self.trainer.is_global_zero:
-                    print(f"ptft: resuming from {found}")
+        if config.get("ckpt_path") == "last":
+            found, notes = find_last_checkpoint(self.trainer, experiment)
+            config["ckpt_path"] = None if found is None else str(found)
+            if self.trainer.is_global_zero:
+                print("\n".join(f"ptft: --ckpt_path last: {note}" for note in notes))
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback

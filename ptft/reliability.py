@@ -8,7 +8,9 @@
   previous checkpoint stays loadable until the new one is complete. Loads always use
   ``torch.load(weights_only=True)`` (also for ``--ckpt_path``): a checkpoint whose unpickling
   would run code is refused with a :class:`ConfigError`.
-* :func:`find_last_checkpoint`: what ``--ckpt_path last`` resumes.
+* :func:`find_last_checkpoint`: what ``--ckpt_path last`` resumes: the newest last checkpoint of a
+  run of the same experiment (:func:`experiment_config`, saved in every checkpoint by the CLI's
+  :class:`~ptft.callbacks.ExperimentConfig`).
 
 The callbacks every run gets (RNG states, preemption, the non-finite guard, checkpoint metadata,
 and the one installing :class:`AtomicCheckpointIO`) are in :mod:`ptft.callbacks`.
@@ -17,6 +19,7 @@ and the one installing :class:`AtomicCheckpointIO`) are in :mod:`ptft.callbacks`
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import re
@@ -86,14 +89,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """``torch.load(weights_only=True)`` with one-line errors naming the file."""
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors naming the file; ``mmap`` maps the
+    tensors instead of reading them (to read a checkpoint's metadata)."""
     if not Path(path).is_file():
         raise MissingPathError(f"checkpoint {path} does not exist or is not a file")
     if Path(path).stat().st_size == 0:
         raise ConfigError(f"{path}: not a readable checkpoint (an empty file, 0 bytes)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         raise ConfigError(
             f"{path}: refusing to load: not a plain checkpoint of tensors and values, so it could run code "
@@ -126,11 +130,52 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return safe_torch_load(path, map_location)
 
 
-def find_last_checkpoint(trainer: pl.Trainer) -> Path | None:
-    """The newest ``last*.ckpt`` of earlier runs writing where ``trainer`` writes: ModelCheckpoint
-    folders given by ``dirpath``, else the ``<run>/checkpoints`` folders of every run (version)
-    under the logger's ``save_dir/name`` (or ``default_root_dir/checkpoints`` without a logger);
-    SLURM's ``default_root_dir/hpc_ckpt_*.ckpt`` count too."""
+# What says how long a run trains, where and what it records, and how many loader workers it uses
+# (augmentations do not depend on them), not what it computes: a run started again with other
+# values here (e.g. a larger max_steps) continues the same experiment.
+NOT_THE_EXPERIMENT = ("ckpt_path", "config", "trainer.max_steps", "trainer.max_epochs", "trainer.max_time",
+                      "trainer.callbacks", "trainer.logger", "trainer.default_root_dir", "trainer.enable_progress_bar",
+                      "trainer.enable_model_summary", "trainer.log_every_n_steps", "data.init_args.num_workers")
+
+
+def experiment_config(config: dict[str, Any]) -> dict[str, str]:
+    """The settings that make a run's experiment: the resolved ``ptft fit`` config (model, data,
+    seed, trainer) as ``{dotted key: JSON value}``, without the keys in :data:`NOT_THE_EXPERIMENT`."""
+    settings: dict[str, str] = {}
+
+    def visit(key: str, value: Any) -> None:
+        if key in NOT_THE_EXPERIMENT:
+            return
+        if isinstance(value, dict) and value:
+            for name, item in value.items():
+                visit(f"{key}.{name}" if key else name, item)
+        else:
+            settings[key] = json.dumps(value, sort_keys=True, default=str)
+
+    visit("", config)
+    return settings
+
+
+def experiment_differences(checkpoint: dict[str, Any], experiment: dict[str, str]) -> list[str] | None:
+    """The keys whose values differ between ``experiment`` and the one saved in ``checkpoint``
+    (``[]``: the same experiment), or None when the checkpoint records none."""
+    saved = checkpoint.get("ptft", {}).get("experiment")
+    if saved is None:
+        return None
+    return sorted(key for key in saved.keys() | experiment.keys() if saved.get(key) != experiment.get(key))
+
+
+def describe_differences(keys: list[str]) -> str:
+    """``another experiment (differs in a, b, c and 2 more)``."""
+    shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    return f"another experiment (differs in {shown})"
+
+
+def last_checkpoint_candidates(trainer: pl.Trainer) -> list[Path]:
+    """The ``last*.ckpt`` of earlier runs writing where ``trainer`` writes, newest first:
+    ModelCheckpoint folders given by ``dirpath``, else the ``<run>/checkpoints`` folders of every
+    run (version) under the logger's ``save_dir/name`` (or ``default_root_dir/checkpoints`` without
+    a logger); SLURM's ``default_root_dir/hpc_ckpt_*.ckpt`` count too."""
     folders: list[Path] = []
     automatic = False
     for callback in trainer.checkpoint_callbacks:
@@ -148,4 +193,28 @@ def find_last_checkpoint(trainer: pl.Trainer) -> Path | None:
             folders.append(Path(trainer.default_root_dir) / "checkpoints")
     candidates = [path for folder in folders for path in folder.glob("last*.ckpt") if path.is_file()]
     candidates += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")  # saved by Lightning's SLURM requeue handler
-    return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
+    return sorted(candidates, key=lambda path: path.stat().st_mtime, reverse=True)
+
+
+def find_last_checkpoint(trainer: pl.Trainer, experiment: dict[str, str]) -> tuple[Path | None, list[str]]:
+    """What ``--ckpt_path last`` resumes: the newest of :func:`last_checkpoint_candidates` that
+    records the same ``experiment`` (:func:`experiment_config`), or None; and one line for each
+    newer candidate skipped (another experiment, none recorded, unreadable) and for the choice."""
+    notes = []
+    for path in last_checkpoint_candidates(trainer):
+        try:
+            checkpoint = safe_torch_load(path, mmap=True)
+        except (ConfigError, MissingPathError) as error:  # unreadable, or removed since the listing
+            notes.append(f"skipped {path}: {error}")
+            continue
+        differences = experiment_differences(checkpoint, experiment)
+        if differences is None:
+            notes.append(f"skipped {path}: it records no experiment (saved outside `ptft fit` or by an older ptft); "
+                         "pass its path to resume it anyway")
+        elif differences:
+            notes.append(f"skipped {path}: {describe_differences(differences)}")
+        else:
+            notes.append(f"resuming from {path}: the newest last checkpoint of this experiment (global step {checkpoint.get('global_step')})")
+            return path, notes
+    notes.append("no checkpoint of this experiment (same config and overrides) found; starting from scratch")
+    return None, notes

@@ -1,12 +1,14 @@
 """Lightning callbacks: the run machinery every ptft task adds (``PtftTask.configure_callbacks``),
-optional monitors to add in ``trainer.callbacks``, and the report ``ptft sweep`` adds to each trial."""
+optional monitors to add in ``trainer.callbacks``, the experiment record the ``ptft`` CLI adds, and the
+report ``ptft sweep`` adds to each trial."""
 
 from ptft.callbacks.atomic_checkpoints import AtomicCheckpoints
 from ptft.callbacks.checkpoint_metadata import CheckpointMetadata
+from ptft.callbacks.experiment import ExperimentConfig
 from ptft.callbacks.knn import KNNMonitor
 from ptft.callbacks.nonfinite import NonFiniteGuard
 from ptft.callbacks.preemption import PreemptionCheckpoint
 from ptft.callbacks.rng_states import RNGStates
 from ptft.callbacks.trial_report import TrialReport
 
-__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "KNNMonitor", "NonFiniteGuard", "PreemptionCheckpoint", "RNGStates", "TrialReport"]
+__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "KNNMonitor", "NonFiniteGuard", "PreemptionCheckpoint", "RNGStates", "TrialReport"]

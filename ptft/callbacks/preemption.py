@@ -8,6 +8,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from ptft.errors import ConfigError
+
 
 def last_checkpoint_path(trainer: pl.Trainer) -> Path:
     """Where ModelCheckpoint keeps ``last.ckpt`` (``<default_root_dir>/checkpoints`` without one)."""
@@ -17,14 +19,38 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
     return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
 
+def check_one_last_checkpoint(trainer: pl.Trainer) -> None:
+    """Refuses ModelCheckpoint callbacks that would write several ``last`` files into one folder:
+    Lightning names the second ``last-v1.ckpt``, and which one is the newest is then anyone's guess.
+    Callbacks sharing a folder may all ``save_last`` with ``enable_version_counter=False``: they then
+    write one ``last.ckpt``, the newest state of the run."""
+    folders: dict[str | None, list[ModelCheckpoint]] = {}
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.save_last:
+            folders.setdefault(callback.dirpath, []).append(callback)
+    for dirpath, callbacks in folders.items():
+        if len(callbacks) > 1 and any(callback._enable_version_counter for callback in callbacks):
+            folder = dirpath or "the run's checkpoints folder"
+            raise ConfigError(
+                f"trainer.callbacks: {len(callbacks)} ModelCheckpoint callbacks save_last into {folder}, so Lightning would "
+                "write last.ckpt and last-v1.ckpt and `last` would be ambiguous; set enable_version_counter: false on each "
+                "(they then share one last.ckpt, the newest state) or save_last: true on one only"
+            )
+
+
 class PreemptionCheckpoint(pl.Callback):
     """On SIGTERM, save ``last.ckpt`` after the current batch (every rank takes part; rank 0
     writes), so ``ptft fit ... --ckpt_path last`` continues from that batch. The ``ptft`` command
     then exits with code 143. Other exceptions save nothing: the last periodic checkpoint stays.
+    At setup it checks that the run writes one ``last.ckpt`` (:func:`check_one_last_checkpoint`).
     Every ptft task adds it."""
 
     def __init__(self) -> None:
         self.saved_path: Path | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            check_one_last_checkpoint(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":

@@ -72,4 +72,4 @@ def bucketed_loader(dataset: Dataset, durations: Sequence[float], batch_size: in
     world_size, rank = shard_of(trainer)
     samples = SeededSamples(dataset, seed)
     sampler = BucketSampler(samples, durations, batch_size, pool_batches, num_replicas=world_size, rank=rank, seed=seed)
-    return loader_over(BatchedSamples(samples), sampler, num_workers, batch_size=None, collate_fn=collate_fn)
+    return loader_over(BatchedSamples(samples), sampler, num_workers, trainer, batch_size=None, collate_fn=collate_fn)

@@ -8,6 +8,10 @@ plain DataLoader it restarts the epoch's data from its first batch (and warns). 
   device, so each rank reads its own shard and Lightning leaves the sampler alone);
 * the loader counts the batches it handed out, saves ``(epoch, batches)`` and, on load, skips that
   many batches of the same order;
+* with a trainer, an epoch's order is that of ``trainer.current_epoch`` when its first batch is
+  drawn, not the epoch Lightning last passed to ``set_epoch``: after a resume from a checkpoint saved
+  at an epoch's end, Lightning creates the iterator before it sets the epoch (and with ``max_steps``
+  it then passes one epoch too many), so its ``set_epoch`` cannot be trusted there;
 * augmentations are seeded per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`), so
   they do not depend on worker processes, on batch positions, or on where a run was resumed, and
   they leave the global random stream (model noise, masks, dropout) untouched;
@@ -95,19 +99,22 @@ class ResumableSampler(DistributedSampler):
 
 class ResumableLoader(DataLoader):
     """A DataLoader over :class:`SeededSamples` with a :class:`ResumableSampler` whose position
-    (epoch, batches handed out) Lightning saves in checkpoints and restores on resume. With
+    (epoch, batches handed out) Lightning saves in checkpoints and restores on resume. Each pass draws
+    the order of ``trainer.current_epoch`` when ``trainer`` is set, else of the sampler's epoch. With
     ``batch_size=None`` each sampler item is a whole batch (:mod:`ptft.data.bucketing`)."""
 
-    def __iter__(self):
-        sampler = self.sampler
-        assert isinstance(sampler, ResumableSampler)
-        epoch = sampler.epoch
-        done = sampler.resume_at[1] // (self.batch_size or 1) if sampler.resume_at and sampler.resume_at[0] == epoch else 0
-        iterator = super().__iter__()
+    trainer: Any = None
 
-        def counting():
+    def __iter__(self):
+        def counting():  # a generator: nothing, not even the workers' first indices, is drawn before the first batch
+            sampler = self.sampler
+            assert isinstance(sampler, ResumableSampler)
+            if self.trainer is not None:
+                sampler.set_epoch(self.trainer.current_epoch)
+            epoch = sampler.epoch
+            done = sampler.resume_at[1] // (self.batch_size or 1) if sampler.resume_at and sampler.resume_at[0] == epoch else 0
             self._position = (epoch, done)
-            for n, batch in enumerate(iterator, done + 1):
+            for n, batch in enumerate(DataLoader.__iter__(self), done + 1):
                 self._position = (epoch, n)  # Lightning fetches sized loaders without prefetching
                 yield batch
 
@@ -130,19 +137,22 @@ def shard_of(trainer: Any) -> tuple[int, int]:
     return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
 
-def loader_over(samples: SeededSamples, sampler: ResumableSampler, num_workers: int, **options: Any) -> ResumableLoader:
-    """The :class:`ResumableLoader` of ``samples`` in ``sampler``'s order: persistent workers, pinned
-    memory for a GPU, its own generator; ``options`` go to the DataLoader."""
-    return ResumableLoader(samples, sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0,
-                           pin_memory=torch.cuda.is_available(), generator=own_generator(), **options)
+def loader_over(samples: Dataset, sampler: ResumableSampler, num_workers: int, trainer: Any = None, **options: Any) -> ResumableLoader:
+    """The :class:`ResumableLoader` of ``samples`` in ``sampler``'s order, following ``trainer``'s
+    epochs: persistent workers, pinned memory for a GPU, its own generator; ``options`` go to the DataLoader."""
+    loader = ResumableLoader(samples, sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0,
+                             pin_memory=torch.cuda.is_available(), generator=own_generator(), **options)
+    loader.trainer = trainer
+    return loader
 
 
 def resumable_loader(dataset: Dataset, batch_size: int, num_workers: int, trainer: Any = None, drop_last: bool = True,
                      collate_fn: Callable | None = None) -> ResumableLoader:
-    """The shuffled training loader of ``dataset`` for this rank of ``trainer`` (one device without one)."""
+    """The shuffled training loader of ``dataset`` for this rank of ``trainer`` (one device without one),
+    whose passes follow ``trainer.current_epoch``."""
     seed = global_seed()
     world_size, rank = shard_of(trainer)
     samples = SeededSamples(dataset, seed)
     sampler = ResumableSampler(samples, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    return loader_over(samples, sampler, num_workers, batch_size=batch_size, drop_last=drop_last and len(sampler) >= batch_size,
+    return loader_over(samples, sampler, num_workers, trainer, batch_size=batch_size, drop_last=drop_last and len(sampler) >= batch_size,
                        collate_fn=collate_fn)

@@ -10,6 +10,7 @@ import torch
 from conftest import make_corpus, make_image_tree
 from helpers import CONFIGS, run_ptft, sigterm_when_marked, tiny_text_model
 from ptft.cli import run_cli
+from ptft.errors import ConfigError
 
 TINY = {  # the shipped config at the smallest size; each exercises a random stream the resume must continue
     "autoencoder": ["pretrain/autoencoder_imagenette.yaml", "--model.corruption=gaussian", "--data.train_augment=crop_flip",
@@ -26,7 +27,8 @@ TINY = {  # the shipped config at the smallest size; each exercises a random str
 
 def fit_args(task, tmp_path, name, *callbacks, every=3, max_steps=10):
     config, *extra = TINY[task]
-    checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": every, "save_last": True}}
+    checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                  "init_args": {"every_n_train_steps": every, "save_last": True, "enable_version_counter": False}}
     record = {"class_path": "reliability_callbacks.RecordLosses", "init_args": {"path": str(tmp_path / f"{name}.jsonl")}}
     if task == "mlm":  # a corpus of 5 batches of 4 blocks per epoch
         data = [f"--data.root={make_corpus(tmp_path / 'text/wiki.valid.tokens', 30).parent}", "--data.train_file=wiki.valid.tokens",
@@ -122,3 +124,84 @@ def test_mlm_with_gradient_accumulation_resumes_mid_epoch_with_identical_losses(
         assert got.keys() == want.keys() and got["step"] == want["step"]
         for key in got:
             assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-7), (got, want)
+
+
+EPOCH_END = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"save_last": True, "enable_version_counter": False}}
+
+
+@pytest.mark.parametrize("length", [["--data.num_workers=1"], ["--data.num_workers=1", "--trainer.max_steps=-1", "--trainer.max_epochs=2"]],
+                         ids=["max_steps", "max_epochs"])
+def test_a_run_killed_after_an_epoch_end_checkpoint_resumes_with_identical_losses(length, tree, tmp_path, monkeypatch):
+    # last.ckpt is written at the end of epoch 0 (step 6, after the step checkpoint at 4): Lightning restarts such a
+    # checkpoint with the loader's iterator made before the epoch is set, and with max_steps one epoch ahead
+    monkeypatch.chdir(tmp_path)
+    kill = {"class_path": "reliability_callbacks.KillAt", "init_args": {"step": 7}}
+    args = lambda name, *extra: fit_args("autoencoder", tmp_path, name, EPOCH_END, *extra, every=4) + length  # noqa: E731
+    killed = run_ptft(*args("run", kill), cwd=tmp_path, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    saved = torch.load(next((tmp_path / "run").glob("*/version_0/checkpoints/last.ckpt")), weights_only=True)
+    assert saved["global_step"] == 6 and loader_state(saved) == [{"epoch": 0, "batches": 6, "batch_size": 4}]
+    before = losses(tmp_path / "run.jsonl")
+    run_cli(args("run") + ["--ckpt_path=last"])
+    run_cli(args("reference"))
+    reference = losses(tmp_path / "reference.jsonl")
+    resumed = losses(tmp_path / "run.jsonl")[len(before):]
+    assert before == reference[: len(before)] and [r["step"] for r in resumed] == [r["step"] for r in reference[6:]]
+    assert resumed == reference[6:]  # the same floats: the same batches, augmentations, noise and updates
+
+
+def test_the_pretraining_configs_write_one_last_ckpt_the_newest_state(tree, tmp_path, monkeypatch):
+    # the config's two ModelCheckpoints: epoch ends (steps 6, 10: the run's end) and every 4 steps (4, 8)
+    monkeypatch.chdir(tmp_path)
+    args = fit_args("autoencoder", tmp_path, "run")
+    args = [a for a in args if not a.startswith("--trainer.callbacks=")] + ["--trainer.callbacks.every_n_train_steps=4"]
+    cli = run_cli(args)
+    folder = next((tmp_path / "run").glob("*/version_0/checkpoints"))
+    assert sorted(p.name for p in folder.glob("last*")) == ["last.ckpt"]
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 10
+    assert all(Path(c.last_model_path) == folder / "last.ckpt" for c in cli.trainer.checkpoint_callbacks)
+
+
+def test_two_checkpoint_callbacks_writing_last_v1_are_refused(tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    both = [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"save_last": True, "enable_version_counter": True}},
+            {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"save_last": True, "every_n_train_steps": 4}}]
+    args = [a for a in fit_args("autoencoder", tmp_path, "run") if not a.startswith("--trainer.callbacks=")]
+    with pytest.raises(ConfigError, match="2 ModelCheckpoint callbacks save_last into the run's checkpoints folder.*enable_version_counter: false"):
+        run_cli(args + [f"--trainer.callbacks={json.dumps(both)}"])
+
+
+def test_ckpt_path_last_resumes_only_a_run_of_the_same_experiment(tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    other = make_image_tree(tmp_path / "other", per_class=8, classes=("fox", "hen"))
+    run_cli(fit_args("autoencoder", tmp_path, "run", max_steps=6))  # version_0
+    first = next((tmp_path / "run").glob("*/version_0/checkpoints"))
+    kept = {path.name: path.stat().st_mtime_ns for path in first.iterdir()}
+    capsys.readouterr()
+    run_cli(fit_args("autoencoder", tmp_path, "run", max_steps=6) + [f"--data.root={other}", "--model.noise_std=0.3", "--ckpt_path=last"])
+    out = capsys.readouterr().out
+    assert f"ptft: --ckpt_path last: skipped {first / 'last.ckpt'}: another experiment (differs in data.init_args.root, " \
+           "model.init_args.noise_std)" in out
+    assert "ptft: --ckpt_path last: no checkpoint of this experiment (same config and overrides) found; starting from scratch" in out
+    assert losses(tmp_path / "run.jsonl")[6]["step"] == 1  # started afresh, in its own folder (version_1)
+    assert {path.name: path.stat().st_mtime_ns for path in first.iterdir()} == kept
+
+    more = ["--trainer.max_steps=8", "--data.num_workers=1", "--ckpt_path=last"]  # a longer run of the first experiment
+    run_cli(fit_args("autoencoder", tmp_path, "run") + more)
+    out = capsys.readouterr().out
+    second = next((tmp_path / "run").glob("*/version_1/checkpoints"))
+    assert f"skipped {second / 'last.ckpt'}: another experiment" in out  # newer, but not this experiment
+    assert f"ptft: --ckpt_path last: resuming from {first / 'last.ckpt'}: the newest last checkpoint of this experiment (global step 6)" in out
+    assert [r["step"] for r in losses(tmp_path / "run.jsonl")[12:]] == [7, 8]
+
+
+def test_a_run_refuses_a_checkpoint_folder_holding_another_experiment(tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fixed = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}
+    args = [a for a in fit_args("autoencoder", tmp_path, "run", max_steps=2) if not a.startswith("--trainer.callbacks=")]
+    args.append(f"--trainer.callbacks={json.dumps([fixed])}")
+    run_cli(args)
+    with pytest.raises(ConfigError, match=r"ckpt: holds last.ckpt of another experiment \(differs in model.init_args.noise_std\)"):
+        run_cli(args + ["--model.noise_std=0.3"])
+    run_cli(args + ["--trainer.max_steps=3", "--ckpt_path=last"])  # the same experiment continues there
+    assert torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)["global_step"] == 3
