@@ -6,9 +6,10 @@ from ptft.callbacks.atomic_checkpoints import AtomicCheckpoints
 from ptft.callbacks.checkpoint_metadata import CheckpointMetadata
 from ptft.callbacks.experiment import ExperimentConfig
 from ptft.callbacks.knn import KNNMonitor
+from ptft.callbacks.loader_position import LoaderPosition
 from ptft.callbacks.nonfinite import NonFiniteGuard
 from ptft.callbacks.preemption import PreemptionCheckpoint
 from ptft.callbacks.rng_states import RNGStates
 from ptft.callbacks.trial_report import TrialReport
 
-__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "KNNMonitor", "NonFiniteGuard", "PreemptionCheckpoint", "RNGStates", "TrialReport"]
+__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "KNNMonitor", "LoaderPosition", "NonFiniteGuard", "PreemptionCheckpoint", "RNGStates", "TrialReport"]
