@@ -85,7 +85,7 @@ def main() -> None:
     clm["test_ppl"] = float(test.trainer.callback_metrics["test/ppl"])
     model = load_causal_lm(clm["checkpoint"])
     prompt = " = Valkyria Chronicles = \n"
-    ids = model.generate(model.tokenizer.encode_batch([prompt])[0], 40, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
+    ids = model.generate(model.encode_prompt(prompt), 40, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
     clm["sample"] = prompt + model.tokenizer.decode(ids)
     print(json.dumps({"clm": {k: v for k, v in clm.items() if k != "checkpoint"}}), flush=True)
     if "mlm" in options.parts:
