@@ -35,21 +35,21 @@ def pretrain_steps(name: str, batches: int) -> str:
     return f"--trainer.max_steps={batches * OPTIMIZER_STEPS_PER_BATCH.get(name, 1)}"
 
 
-def method_args(name: str) -> tuple[list[str], str, list[str], dict]:
-    """(pretraining args, fine-tuning config, its extra args, backbone overrides for fine-tuning)."""
+def method_args(name: str) -> tuple[list[str], str, list[str]]:
+    """(pretraining args, fine-tuning config, its extra args)."""
     pretrain = lambda *configs: [a for c in configs for a in ("-c", str(CONFIGS / "pretrain" / c))]  # noqa: E731
     if name == "mae":
         vit = [f"--model.backbone.init_args.{k}={v}" for k, v in SMALL_VIT.items()]
         return ([*pretrain("mae_imagenette.yaml"), *vit, "--model.decoder_width=64", "--model.decoder_depth=1", "--model.decoder_heads=2",
                  "--trainer.callbacks=pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.save_last=true"],
-                "imagenette_from_mae.yaml", [], {"drop_path": 0.1})
+                "imagenette_from_mae.yaml", [])
     if name == "autoencoder":
-        return pretrain("autoencoder_imagenette.yaml"), "imagenette_full.yaml", [], {}
+        return pretrain("autoencoder_imagenette.yaml"), "imagenette_full.yaml", []
     if name == "denoising_autoencoder":
-        return pretrain("autoencoder_imagenette.yaml", "denoising_autoencoder_imagenette.yaml"), "imagenette_full.yaml", [], {}
+        return pretrain("autoencoder_imagenette.yaml", "denoising_autoencoder_imagenette.yaml"), "imagenette_full.yaml", []
     if name == "gan":  # the discriminator trunk at the autoencoders' width and batch; max_steps: see OPTIMIZER_STEPS_PER_BATCH
         return ([*pretrain("gan_imagenette.yaml"), "--model.backbone.init_args.base_width=32", "--model.generator_width=32", "--data.batch_size=128"],
-                "imagenette_full.yaml", [], {})
+                "imagenette_full.yaml", [])
     raise SystemExit(f"unknown method {name!r}")
 
 
@@ -84,9 +84,9 @@ def main() -> None:
              f"--trainer.callbacks+={knn}"]
     rows = {}
     for name in options.methods:
-        pretrain, finetune_config, finetune_extra, backbone_args = method_args(name)
+        pretrain, finetune_config, finetune_extra = method_args(name)
         finetune = ["-c", str(CONFIGS / "finetune" / finetune_config), *common, f"--trainer.max_epochs={finetune_epochs}", *finetune_extra]
-        evaluations = {"probe": {"args": probe}, "finetune": {"args": finetune, "backbone_args": backbone_args}}
+        evaluations = {"probe": {"args": probe}, "finetune": {"args": finetune}}
         rows[name] = pretrain_then_evaluate([*pretrain, *common, pretrain_steps(name, steps), "--trainer.limit_val_batches=2"],
                                             evaluations, Path(options.out) / name)
         print(json.dumps({name: rows[name]}), flush=True)

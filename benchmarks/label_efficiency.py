@@ -34,13 +34,12 @@ METHODS = ["autoencoder", "denoising_autoencoder", "mae", "gan"]
 
 def evaluations(name: str, fractions: list[float], epochs: int, common: list[str]) -> dict:
     """A linear probe and a full fine-tune per label fraction, each for ``epochs`` epochs."""
-    _, finetune_config, finetune_extra, backbone_args = method_args(name)
+    _, finetune_config, finetune_extra = method_args(name)
     runs = {}
     for fraction in fractions:
         subset = [f"--data.label_fraction={fraction}", f"--trainer.max_epochs={epochs}"]
         runs[f"probe_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, *subset]}
-        runs[f"finetune_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune" / finetune_config), *common, *subset, *finetune_extra],
-                                          "backbone_args": backbone_args}
+        runs[f"finetune_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune" / finetune_config), *common, *subset, *finetune_extra]}
     return runs
 
 
