@@ -6,15 +6,31 @@ Every stage goes through the same ``ptft fit`` code path (``run_cli``) a user ru
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 import wandb
 
 from ptft.cli import run_cli
+from ptft.errors import OutputExistsError
 from ptft.handoff import export_backbone, read_backbone
+
+
+def new_run_dir(parent: str | Path) -> Path:
+    """A new, empty folder for one run: ``parent/<YYYYmmdd-HHMMSS>``, or with ``-2``, ``-3``... when
+    that exists. Created here, so two runs never share a folder and none replaces earlier outputs."""
+    base = Path(parent) / f"{datetime.now():%Y%m%d-%H%M%S}"
+    for n in itertools.count(1):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
 
 
 def fit(args: list[str], test: bool = False) -> dict[str, Any]:
@@ -41,13 +57,15 @@ def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict
     """Pretrain with ``pretrain_args``, export to ``run_dir/backbone``, then run each evaluation
     (``{"args": [...fit args], "test": bool}``) on the export and on a random initialisation of the
     same backbone spec (the evaluation's ``model.backbone_overrides``, e.g. drop path, apply to
-    both); W&B runs go under ``run_dir``.
+    both); W&B runs go under ``run_dir``, which must hold no export yet (see :func:`new_run_dir`).
 
     Returns ``{"pretrain": {"seconds", "steps", "metrics"}, "backbone": spec, "pretrained": {evaluation:
     {"metrics", "seconds"}}, "random_init": {...}}``. ``random_init``: False, or a function of the backbone spec
     ``{class_path, init_args}`` returning False, skips the random-init runs (e.g. one already evaluated), and
     ``"random_init"`` is then ``{}``.
     """
+    if (run_dir / "backbone").exists():  # found now, not after pretraining
+        raise OutputExistsError(f"{run_dir / 'backbone'} exists: give each run a new folder (ptft.evaluation.new_run_dir)")
     pretrain = fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"])
     export_dir = export_backbone(pretrain["checkpoint"], run_dir / "backbone")
     spec = read_backbone(export_dir)[0]
