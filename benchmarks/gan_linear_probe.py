@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results import report  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
-from ptft.evaluation import pretrain_then_probe  # noqa: E402
+from ptft.evaluation import new_run_dir, pretrain_then_probe  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 
@@ -37,13 +37,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32, help="base width of the discriminator trunk and the generator")
     parser.add_argument("--probe-epochs", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="a few steps on 3%% of the images: a smoke test, not a result")
-    parser.add_argument("--out", default="runs/benchmarks/gan_linear_probe")
+    parser.add_argument("--out", default="runs/benchmarks/gan_linear_probe", help="each run writes into a new folder OUT/<time>")
     options = parser.parse_args()
 
     root = find_or_download_imagenette()
     subset = ["--data.label_fraction=0.03"] if options.quick else []
     steps = 4 if options.quick else options.pretrain_steps
     epochs = 1 if options.quick else options.probe_epochs
+    run_dir = new_run_dir(options.out)
     rows = []
     for seed in options.seeds:
         common = [f"--seed_everything={seed}", f"--data.root={root}", "-c", str(CONFIGS / "trainer/cpu.yaml"),
@@ -53,7 +54,7 @@ def main() -> None:
                     f"--model.backbone.init_args.base_width={options.width}", f"--model.generator_width={options.width}",
                     "--trainer.limit_val_batches=2"]
         probe = ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, f"--trainer.max_epochs={epochs}"]
-        result = pretrain_then_probe(pretrain, probe, Path(options.out) / f"{options.config}_seed{seed}")
+        result = pretrain_then_probe(pretrain, probe, run_dir / f"{options.config}_seed{seed}")
         rows.append({"seed": seed, **result})
         print(json.dumps(rows[-1]), flush=True)
 

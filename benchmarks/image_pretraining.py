@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results import report  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
-from ptft.evaluation import pretrain_then_evaluate  # noqa: E402
+from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 SMALL_VIT = {"image_size": 32, "patch_size": 4, "depth": 4, "width": 96, "heads": 3}
@@ -35,21 +35,21 @@ def pretrain_steps(name: str, batches: int) -> str:
     return f"--trainer.max_steps={batches * OPTIMIZER_STEPS_PER_BATCH.get(name, 1)}"
 
 
-def method_args(name: str) -> tuple[list[str], str, list[str], dict]:
-    """(pretraining args, fine-tuning config, its extra args, backbone overrides for fine-tuning)."""
+def method_args(name: str) -> tuple[list[str], str, list[str]]:
+    """(pretraining args, fine-tuning config, its extra args)."""
     pretrain = lambda *configs: [a for c in configs for a in ("-c", str(CONFIGS / "pretrain" / c))]  # noqa: E731
     if name == "mae":
         vit = [f"--model.backbone.init_args.{k}={v}" for k, v in SMALL_VIT.items()]
         return ([*pretrain("mae_imagenette.yaml"), *vit, "--model.decoder_width=64", "--model.decoder_depth=1", "--model.decoder_heads=2",
                  "--trainer.callbacks=pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.save_last=true"],
-                "imagenette_from_mae.yaml", [], {"drop_path": 0.1})
+                "imagenette_from_mae.yaml", [])
     if name == "autoencoder":
-        return pretrain("autoencoder_imagenette.yaml"), "imagenette_full.yaml", [], {}
+        return pretrain("autoencoder_imagenette.yaml"), "imagenette_full.yaml", []
     if name == "denoising_autoencoder":
-        return pretrain("autoencoder_imagenette.yaml", "denoising_autoencoder_imagenette.yaml"), "imagenette_full.yaml", [], {}
+        return pretrain("autoencoder_imagenette.yaml", "denoising_autoencoder_imagenette.yaml"), "imagenette_full.yaml", []
     if name == "gan":  # the discriminator trunk at the autoencoders' width and batch; max_steps: see OPTIMIZER_STEPS_PER_BATCH
         return ([*pretrain("gan_imagenette.yaml"), "--model.backbone.init_args.base_width=32", "--model.generator_width=32", "--data.batch_size=128"],
-                "imagenette_full.yaml", [], {})
+                "imagenette_full.yaml", [])
     raise SystemExit(f"unknown method {name!r}")
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps on 3%% of the images: a smoke test, not a result")
-    parser.add_argument("--out", default="runs/benchmarks/image_pretraining")
+    parser.add_argument("--out", default="runs/benchmarks/image_pretraining", help="each run writes into a new folder OUT/<time>")
     parser.add_argument("--report-from", metavar="LOG", help="only rebuild the table from the JSON lines an earlier run printed "
                         "(one per finished method, e.g. of a run stopped early); the other options must match that run")
     options = parser.parse_args()
@@ -82,13 +82,14 @@ def main() -> None:
     knn = json.dumps({"class_path": "ptft.callbacks.KNNMonitor", "init_args": {"every_n_epochs": probe_epochs}})
     probe = ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, f"--trainer.max_epochs={probe_epochs}",
              f"--trainer.callbacks+={knn}"]
+    run_dir = new_run_dir(options.out)
     rows = {}
     for name in options.methods:
-        pretrain, finetune_config, finetune_extra, backbone_args = method_args(name)
+        pretrain, finetune_config, finetune_extra = method_args(name)
         finetune = ["-c", str(CONFIGS / "finetune" / finetune_config), *common, f"--trainer.max_epochs={finetune_epochs}", *finetune_extra]
-        evaluations = {"probe": {"args": probe}, "finetune": {"args": finetune, "backbone_args": backbone_args}}
+        evaluations = {"probe": {"args": probe}, "finetune": {"args": finetune}}
         rows[name] = pretrain_then_evaluate([*pretrain, *common, pretrain_steps(name, steps), "--trainer.limit_val_batches=2"],
-                                            evaluations, Path(options.out) / name)
+                                            evaluations, run_dir / name)
         print(json.dumps({name: rows[name]}), flush=True)
     summarise(rows, options, steps, probe_epochs, finetune_epochs)
 

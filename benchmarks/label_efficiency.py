@@ -27,20 +27,19 @@ from image_pretraining import CONFIGS, method_args, pretrain_steps  # noqa: E402
 from results import report  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
-from ptft.evaluation import pretrain_then_evaluate  # noqa: E402
+from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
 
 METHODS = ["autoencoder", "denoising_autoencoder", "mae", "gan"]
 
 
 def evaluations(name: str, fractions: list[float], epochs: int, common: list[str]) -> dict:
     """A linear probe and a full fine-tune per label fraction, each for ``epochs`` epochs."""
-    _, finetune_config, finetune_extra, backbone_args = method_args(name)
+    _, finetune_config, finetune_extra = method_args(name)
     runs = {}
     for fraction in fractions:
         subset = [f"--data.label_fraction={fraction}", f"--trainer.max_epochs={epochs}"]
         runs[f"probe_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, *subset]}
-        runs[f"finetune_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune" / finetune_config), *common, *subset, *finetune_extra],
-                                          "backbone_args": backbone_args}
+        runs[f"finetune_{fraction:g}"] = {"args": ["-c", str(CONFIGS / "finetune" / finetune_config), *common, *subset, *finetune_extra]}
     return runs
 
 
@@ -52,7 +51,8 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0], help="fractions of the train labels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps on a few images: a smoke test, not a result")
-    parser.add_argument("--out", default="runs/benchmarks/label_efficiency")
+    parser.add_argument("--out", default="runs/benchmarks/label_efficiency", help="each run writes into a new folder OUT/<time> "
+                        "(the decoded-image cache and the --quick plot stay in OUT)")
     parser.add_argument("--report-from", metavar="LOG", help="only rebuild the table and plot from the JSON lines an earlier run "
                         "printed (one per finished method); the other options must match that run")
     options = parser.parse_args()
@@ -69,6 +69,7 @@ def main() -> None:
     common = [f"--seed_everything={options.seed}", f"--data.root={root}", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--data.image_size=32",
               f"--data.batch_size={batch}", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
               "--data.decoded_cache=true", f"--data.cache_dir={Path(options.out) / 'decoded_cache'}"]
+    run_dir = new_run_dir(options.out)
     seen: list[dict] = []  # backbone specs whose random init was evaluated
 
     def first_time(spec: dict) -> bool:
@@ -80,7 +81,7 @@ def main() -> None:
         pretrain = method_args(name)[0]
         subset = ["--data.label_fraction=0.03"] if options.quick else []
         rows[name] = pretrain_then_evaluate([*pretrain, *common, *subset, pretrain_steps(name, steps), "--trainer.limit_val_batches=2"],
-                                            evaluations(name, options.fractions, epochs, common), Path(options.out) / name,
+                                            evaluations(name, options.fractions, epochs, common), run_dir / name,
                                             random_init=first_time)
         print(json.dumps({name: rows[name]}), flush=True)
     summarise(rows, options, steps, epochs)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results import report  # noqa: E402
 
 from ptft.cli import run_cli  # noqa: E402
-from ptft.evaluation import fit, pretrain_then_evaluate  # noqa: E402
+from ptft.evaluation import fit, new_run_dir, pretrain_then_evaluate  # noqa: E402
 from ptft.tasks.language_model import load_causal_lm  # noqa: E402
 
 CONFIGS = ROOT / "configs"
@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model: a smoke test, not a result")
-    parser.add_argument("--out", default="runs/benchmarks/text_pretraining")
+    parser.add_argument("--out", default="runs/benchmarks/text_pretraining", help="each run writes into a new folder OUT/<time> "
+                        "(the token cache stays in OUT)")
     parser.add_argument("--parts", nargs="+", choices=["mlm", "clm"], default=["mlm", "clm"], help="run only these parts (e.g. in two processes)")
     parser.add_argument("--report-from", nargs="+", metavar="LOG", help="only write the table from the JSON lines earlier runs printed "
                         "(an mlm and a clm line); the other options must match those runs")
@@ -62,30 +63,31 @@ def main() -> None:
                 if line.startswith('{"'):
                     rows.update(json.loads(line))
         return summarise(rows["mlm"], rows["clm"], options, steps, epochs, backbone)
+    run_dir = new_run_dir(out)
     common = [f"--seed_everything={options.seed}", "-c", str(CONFIGS / "trainer/cpu.yaml"),
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     pretrain_common = [*common, *tiny, *(f"--model.backbone.init_args.{k}={v}" for k, v in backbone.items()),
                        f"--trainer.max_steps={steps}", f"--trainer.val_check_interval={steps}", "--trainer.limit_val_batches=2",
                        "--data.cache_dir", str(out / "cache")]
     sst2 = ["-c", str(CONFIGS / "finetune/sst2_from_mlm.yaml"), *common, f"--trainer.max_epochs={epochs}",
-            f"--data.tokenizer={out / 'mlm' / 'backbone'}",  # the random init encodes SST-2 with the same tokenizer
+            f"--data.tokenizer={run_dir / 'mlm' / 'backbone'}",  # the random init encodes SST-2 with the same tokenizer
             *(["--data.max_length=32", "--trainer.limit_train_batches=8", "--data.batch_size=16"] if options.quick else [])]
 
     if "mlm" in options.parts:
         mlm = pretrain_then_evaluate(["-c", str(CONFIGS / "pretrain/mlm_wikitext2.yaml"), *pretrain_common],
-                                     {"sst2": {"args": sst2, "test": True}}, out / "mlm")
+                                     {"sst2": {"args": sst2, "test": True}}, run_dir / "mlm")
         print(json.dumps({"mlm": mlm}), flush=True)
     if "clm" not in options.parts:
         return
     clm = fit(["-c", str(CONFIGS / "pretrain/clm_wikitext2.yaml"), *pretrain_common,
-               f"--trainer.logger.init_args.save_dir={out / 'clm'}"])
+               f"--trainer.logger.init_args.save_dir={run_dir / 'clm'}"])
     test = run_cli(["test", "-c", str(CONFIGS / "pretrain/clm_wikitext2.yaml"), *pretrain_common, f"--ckpt_path={clm['checkpoint']}",
-                    f"--trainer.logger.init_args.save_dir={out / 'clm_test'}"])
+                    f"--trainer.logger.init_args.save_dir={run_dir / 'clm_test'}"])
     wandb.finish()
     clm["test_ppl"] = float(test.trainer.callback_metrics["test/ppl"])
     model = load_causal_lm(clm["checkpoint"])
     prompt = " = Valkyria Chronicles = \n"
-    ids = model.generate(model.tokenizer.encode_batch([prompt])[0], 40, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
+    ids = model.generate(model.encode_prompt(prompt), 40, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
     clm["sample"] = prompt + model.tokenizer.decode(ids)
     print(json.dumps({"clm": {k: v for k, v in clm.items() if k != "checkpoint"}}), flush=True)
     if "mlm" in options.parts:

@@ -232,13 +232,11 @@ def generate_main(args: list[str]) -> None:
 
     try:
         model = load_causal_lm(options.checkpoint)
-        tokenizer = model.tokenizer
-        prompt = tokenizer.encode_batch([options.prompt])[0] if options.prompt else [tokenizer.eos_id]
         generator = torch.Generator().manual_seed(options.seed)
-        new = model.generate(prompt, options.max_new_tokens, options.temperature, options.top_k, generator)
+        new = model.generate(model.encode_prompt(options.prompt), options.max_new_tokens, options.temperature, options.top_k, generator)
     except PtftError as error:
         parser.exit(2, f"ptft generate: error: {error}\n")
-    print(options.prompt + tokenizer.decode(new))
+    print(options.prompt + model.tokenizer.decode(new))  # the prompt as given, then the new text
 
 
 def transcribe_main(args: list[str]) -> None:

@@ -6,15 +6,31 @@ Every stage goes through the same ``ptft fit`` code path (``run_cli``) a user ru
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 import wandb
 
 from ptft.cli import run_cli
+from ptft.errors import OutputExistsError
 from ptft.handoff import export_backbone, read_backbone
+
+
+def new_run_dir(parent: str | Path) -> Path:
+    """A new, empty folder for one run: ``parent/<YYYYmmdd-HHMMSS>``, or with ``-2``, ``-3``... when
+    that exists. Created here, so two runs never share a folder and none replaces earlier outputs."""
+    base = Path(parent) / f"{datetime.now():%Y%m%d-%H%M%S}"
+    for n in itertools.count(1):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
 
 
 def fit(args: list[str], test: bool = False) -> dict[str, Any]:
@@ -39,27 +55,29 @@ def fit(args: list[str], test: bool = False) -> dict[str, Any]:
 def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict[str, Any]], run_dir: Path,
                            random_init: bool | Callable[[dict], bool] = True) -> dict[str, Any]:
     """Pretrain with ``pretrain_args``, export to ``run_dir/backbone``, then run each evaluation
-    (``{"args": [...fit args], "backbone_args": {...init args to override, e.g. drop_path}, "test": bool}``) on
-    the export and on a random initialisation of the same backbone spec; W&B runs go under ``run_dir``.
+    (``{"args": [...fit args], "test": bool}``) on the export and on a random initialisation of the
+    same backbone spec (the evaluation's ``model.backbone_overrides``, e.g. drop path, apply to
+    both); W&B runs go under ``run_dir``, which must hold no export yet (see :func:`new_run_dir`).
 
     Returns ``{"pretrain": {"seconds", "steps", "metrics"}, "backbone": spec, "pretrained": {evaluation:
     {"metrics", "seconds"}}, "random_init": {...}}``. ``random_init``: False, or a function of the backbone spec
     ``{class_path, init_args}`` returning False, skips the random-init runs (e.g. one already evaluated), and
     ``"random_init"`` is then ``{}``.
     """
+    if (run_dir / "backbone").exists():  # found now, not after pretraining
+        raise OutputExistsError(f"{run_dir / 'backbone'} exists: give each run a new folder (ptft.evaluation.new_run_dir)")
     pretrain = fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"])
     export_dir = export_backbone(pretrain["checkpoint"], run_dir / "backbone")
     spec = read_backbone(export_dir)[0]
     results: dict[str, Any] = {"pretrain": {k: pretrain[k] for k in ("seconds", "steps", "metrics")},
                                "backbone": {k: spec[k] for k in ("class_path", "init_args")}, "pretrained": {}, "random_init": {}}
-    sources = [("pretrained", str(export_dir))]
+    sources = {"pretrained": [f"--model.pretrained={export_dir}"]}
     if random_init(results["backbone"]) if callable(random_init) else random_init:
-        sources.append(("random_init", "null"))
+        sources["random_init"] = ["--model.pretrained=null", f"--model.backbone={json.dumps(results['backbone'])}"]
     for name, evaluation in evaluations.items():
-        backbone = json.dumps({"class_path": spec["class_path"], "init_args": {**spec["init_args"], **evaluation.get("backbone_args", {})}})
-        for source, weights in sources:
-            run = fit([*evaluation["args"], f"--model.pretrained={weights}", f"--model.backbone={backbone}",
-                       f"--trainer.logger.init_args.save_dir={run_dir / f'{name}_{source}'}"], test=evaluation.get("test", False))
+        for source, backbone in sources.items():
+            run = fit([*evaluation["args"], *backbone, f"--trainer.logger.init_args.save_dir={run_dir / f'{name}_{source}'}"],
+                      test=evaluation.get("test", False))
             results[source][name] = {"metrics": run["metrics"], "seconds": run["seconds"]}
     return results
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from pathlib import Path
 
 from ptft.data.imagenette import find_or_download_imagenette
-from ptft.evaluation import pretrain_then_probe
+from ptft.evaluation import new_run_dir, pretrain_then_probe
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -30,7 +29,7 @@ def main() -> None:
     options = parser.parse_args()
 
     root = find_or_download_imagenette()
-    run_dir = Path(options.out or f"runs/demo/{datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = Path(options.out) if options.out else new_run_dir("runs/demo")
     run_dir.mkdir(parents=True, exist_ok=True)
     common = [f"--seed_everything={options.seed}", f"--data.root={root}", "-c", str(CONFIGS / "trainer/cpu.yaml"),
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]

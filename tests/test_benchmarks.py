@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, make_image_tree, make_text_data
+from ptft.errors import OutputExistsError
+from ptft.evaluation import new_run_dir, pretrain_then_evaluate
 
 RESULTS = REPO / "benchmarks/RESULTS.md"
 
@@ -28,10 +32,19 @@ def table(output):
     return [line for line in output.splitlines() if line.startswith("| ")]
 
 
-def test_gan_linear_probe_quick(tmp_path):
-    result = run_quick(tmp_path, "gan_linear_probe.py", "--seeds", "0", "--image-size", "16", "--width", "8", f"--out={tmp_path / 'run'}")
-    assert "| 0 |" in result.stdout and "probe: GAN trunk" in result.stdout
-    assert (tmp_path / "run/gan_imagenette_seed0/backbone/backbone.safetensors").is_file()
+def test_gan_linear_probe_quick_twice_with_one_out_folder(tmp_path):
+    for _ in range(2):  # a second run (or one after an interrupted run) writes into a new folder of its own
+        result = run_quick(tmp_path, "gan_linear_probe.py", "--seeds", "0", "--image-size", "16", "--width", "8", f"--out={tmp_path / 'run'}")
+        assert "| 0 |" in result.stdout and "probe: GAN trunk" in result.stdout
+    assert len(list((tmp_path / "run").glob("*/gan_imagenette_seed0/backbone/backbone.safetensors"))) == 2
+
+
+def test_each_run_gets_a_new_folder_and_an_existing_export_is_found_before_pretraining(tmp_path):
+    first, second = new_run_dir(tmp_path / "out"), new_run_dir(tmp_path / "out")
+    assert first != second and first.parent == second.parent == tmp_path / "out" and not any(second.iterdir())
+    (first / "backbone").mkdir()
+    with pytest.raises(OutputExistsError, match="backbone exists: give each run a new folder"):
+        pretrain_then_evaluate(["--never-parsed"], {}, first)
 
 
 def test_image_pretraining_quick_and_its_table_rebuilt_from_the_log(tmp_path):
@@ -60,7 +73,7 @@ def test_overhead_quick(tmp_path):
 def test_text_pretraining_quick_in_two_parts_and_its_table_rebuilt_from_the_logs(tmp_path):
     mlm = run_quick(tmp_path, "text_pretraining.py", "--parts", "mlm", f"--out={tmp_path / 'run'}")
     clm = run_quick(tmp_path, "text_pretraining.py", "--parts", "clm", f"--out={tmp_path / 'run'}")
-    assert (tmp_path / "run/mlm/backbone/tokenizer.json").is_file()
+    assert len(list((tmp_path / "run").glob("*/mlm/backbone/tokenizer.json"))) == 1
     (tmp_path / "mlm.log").write_text(mlm.stdout)
     (tmp_path / "clm.log").write_text(clm.stdout)
     rebuilt = run_quick(tmp_path, "text_pretraining.py", "--report-from", str(tmp_path / "mlm.log"), str(tmp_path / "clm.log"))

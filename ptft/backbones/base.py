@@ -58,9 +58,13 @@ class Backbone(HandoffModule):
     Subclasses set ``out_dim`` (size of the pooled features) and ``dropout`` (applied to pooled
     features). ``input_kind`` names what the backbone reads (``image``, ``text``, ``audio``); it must
     match the ``input_kind`` of the DataModule's :class:`~ptft.data.spec.DataSpec`.
+    ``fine_tuning_options`` names the init args fine-tuning may change (``model.backbone_overrides``):
+    those the pretrained weights fit whatever their value (dropout, drop path, pooling); the others
+    are the architecture, which fine-tuning takes from the pretrained backbone.
     """
 
     input_kind: ClassVar[str]
+    fine_tuning_options: ClassVar[tuple[str, ...]] = ()
     out_dim: int
     dropout: nn.Module
 
@@ -98,6 +102,22 @@ class Backbone(HandoffModule):
         """Weights saved by a backbone built from ``source_spec``, adapted to this one before a
         strict load (e.g. a ViT interpolates its position embedding to another image size)."""
         return state
+
+    def with_fine_tuning_options(self, overrides: dict[str, Any]) -> Backbone:
+        """This backbone rebuilt with the init args in ``overrides``, with its weights. Only
+        ``fine_tuning_options`` may be overridden; any other key is a ConfigError. The rebuild
+        draws no random numbers, so the rest of a model initialises as it would without it."""
+        for key in overrides:
+            if key not in self.fine_tuning_options:
+                raise ConfigError(
+                    f"model.backbone_overrides.{key}: fine-tuning keeps the architecture of the {type(self).__name__} it is given; "
+                    f"it may override only {', '.join(self.fine_tuning_options) or 'nothing'}"
+                )
+        spec = self.spec()
+        with torch.random.fork_rng(devices=[]):
+            rebuilt = type(self)(**{**spec["init_args"], **overrides})
+        rebuilt.load_state_dict(rebuilt.adapt_state_dict(self.state_dict(), spec))
+        return rebuilt
 
     def layer_groups(self) -> list[list[str]]:
         """Parameter names grouped by depth, input first: the units of layer-wise learning-rate

@@ -76,6 +76,8 @@ class Conformer(SpeechBackbone):
         dropout: dropout after the subsampling, in the blocks and on the pooled features.
     """
 
+    fine_tuning_options = ("dropout",)
+
     def __init__(self, n_mels: int = 80, width: int = 144, heads: int = 4, depth: int = 4, ffn_ratio: float = 4.0,
                  kernel_size: int = 31, dropout: float = 0.1) -> None:
         super().__init__()

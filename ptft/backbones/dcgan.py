@@ -25,6 +25,8 @@ class DCGANEncoder(SpatialBackbone):
         dropout: dropout on the pooled features.
     """
 
+    fine_tuning_options = ("dropout",)
+
     def __init__(
         self,
         in_channels: int = 3,

@@ -50,6 +50,8 @@ class DeepSpeech2(SpeechBackbone):
         dropout: dropout after each GRU layer and on the pooled features.
     """
 
+    fine_tuning_options = ("dropout",)
+
     def __init__(self, n_mels: int = 80, conv_channels: int = 32, hidden_size: int = 256, num_layers: int = 3,
                  bidirectional: bool = True, dropout: float = 0.1) -> None:
         super().__init__()

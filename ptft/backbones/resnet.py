@@ -28,6 +28,8 @@ class ResNet(SpatialBackbone):
         zero_init_residual: zero the last norm of each residual block (torchvision's option).
     """
 
+    fine_tuning_options = ("dropout",)
+
     def __init__(
         self,
         arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet18",

@@ -43,6 +43,7 @@ class TextTransformer(SequenceBackbone):
     """
 
     input_kind = "text"
+    fine_tuning_options = ("pool", "dropout", "attention_dropout")
 
     def __init__(
         self,

@@ -65,6 +65,8 @@ class ViT(SpatialBackbone):
         drop_path: stochastic-depth rate of the last block (linearly increasing from 0 over the blocks).
     """
 
+    fine_tuning_options = ("image_size", "pool", "dropout", "drop_path")  # another image size: positions are interpolated
+
     def __init__(
         self,
         image_size: int | None = None,

@@ -108,16 +108,17 @@ class TextTokenizer:
         if self.unk_token != "<unk>":
             texts = [t.replace("<unk>", self.unk_token) for t in texts]
         if self.newline_is_eos and any("\n" in t for t in texts):
-            return [self._encode_lines(t) for t in texts]
+            return [self.encode_text(t) for t in texts]
         # encode_batch_fast skips the character offsets, which ptft never uses: about 20% fewer instructions
         return [encoding.ids for encoding in self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
 
-    def _encode_lines(self, text: str) -> list[int]:
-        """Ids of ``text`` with each newline as the end-of-text token."""
-        lines = self.tokenizer.encode_batch_fast(text.split("\n"), add_special_tokens=False)
-        ids = list(lines[0].ids)
+    def encode_text(self, text: str) -> list[int]:
+        """Ids of ``text`` as a corpus file's lines are encoded for language modelling
+        (``WikiTextDataModule``): each line's tokens, the end-of-text token for each newline."""
+        lines = self.encode_batch(text.split("\n"))
+        ids = lines[0]
         for line in lines[1:]:
-            ids += [self.eos_id, *line.ids]
+            ids += [self.eos_id, *line]
         return ids
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -27,6 +27,11 @@ class FineTuningTask(PtftTask):
         backbone: the backbone to build. Optional with ``pretrained``, which then rebuilds the
             exported one; when both are given the weights must fit it exactly.
         pretrained: a ptft pretraining ``.ckpt`` or a ``ptft export`` folder; None trains from random init.
+        backbone_overrides: init args of the backbone that fine-tuning changes, e.g.
+            ``{drop_path: 0.1}``: only the backbone class's ``fine_tuning_options`` (dropout, drop
+            path, pooling...), never its architecture, which comes from ``pretrained``. They apply
+            to a random-init ``backbone`` too (its initial weights unchanged), so a random-init
+            baseline gets the same settings.
         mode: ``full`` (train everything) or ``linear_probe`` (backbone frozen and kept in eval
             mode, so BatchNorm statistics do not drift; its features are computed without grad).
         unfreeze_at_epoch: with ``linear_probe``, train the whole network from this epoch on.
@@ -43,6 +48,7 @@ class FineTuningTask(PtftTask):
         self,
         backbone: Backbone | None = None,
         pretrained: str | None = None,
+        backbone_overrides: dict[str, Any] | None = None,
         mode: Literal["full", "linear_probe"] = "full",
         unfreeze_at_epoch: int | None = None,
         backbone_lr: float | None = None,
@@ -64,6 +70,8 @@ class FineTuningTask(PtftTask):
                 raise type(error)(f"model.pretrained: {error}") from None
         elif backbone is None:
             raise ConfigError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
+        if backbone_overrides:
+            backbone = backbone.with_fine_tuning_options(backbone_overrides)
         super().__init__(backbone, **kwargs)
         self.pretrained = handed_over  # what model.pretrained holds: specs, weights, tokenizer, labels
         tokenizer = handed_over.tokenizer if handed_over is not None else None

@@ -207,6 +207,11 @@ class CausalLMPretraining(LanguageModelPretraining):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
         return loss, {"count": torch.tensor(tokens[:, 1:].numel(), device=tokens.device)}
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """Ids of a prompt, encoded as training encoded such text (a newline is the end-of-text
+        token); an empty prompt is the end-of-text token alone: the start of a text."""
+        return self.tokenizer.encode_text(text) or [self.tokenizer.eos_id]
+
     @torch.no_grad()
     def generate(self, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None) -> list[int]:

@@ -1,7 +1,9 @@
+import inspect
+
 import pytest
 import torch
 
-from ptft.backbones import DCGANEncoder, ResNet
+from ptft.backbones import Conformer, DCGANEncoder, DeepSpeech2, ResNet, TextTransformer, ViT
 from ptft.handoff import build_backbone
 
 
@@ -58,3 +60,8 @@ def test_dropout_applies_to_pooled_features_in_train_mode():
 def test_bad_arguments_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("cls", [ResNet, DCGANEncoder, ViT, TextTransformer, DeepSpeech2, Conformer])
+def test_every_backbone_names_what_fine_tuning_may_override(cls):
+    assert "dropout" in cls.fine_tuning_options and set(cls.fine_tuning_options) <= set(inspect.signature(cls).parameters)

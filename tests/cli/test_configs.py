@@ -38,6 +38,11 @@ def test_denoising_config_stacks_on_the_plain_one(capsys):
     assert config["trainer"]["logger"]["init_args"]["save_dir"] == "runs/denoising_autoencoder_imagenette"
 
 
+def test_the_mae_fine_tuning_config_takes_the_pretrained_vit_and_overrides_only_drop_path(capsys):
+    config = print_config(capsys, CONFIGS / "finetune/imagenette_from_mae.yaml")["model"]["init_args"]
+    assert config["backbone"] is None and config["backbone_overrides"] == {"drop_path": 0.1}
+
+
 def test_unknown_key_is_rejected_naming_it(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(["fit", "-c", str(AUTOENCODER), "--model.init_args.bogus_key=1", "--print_config"])

@@ -16,15 +16,15 @@ PER_CLASS = 8
 VIT = ["--model.backbone.init_args.image_size=16", "--model.backbone.init_args.patch_size=4", "--model.backbone.init_args.depth=2",
        "--model.backbone.init_args.width=32", "--model.backbone.init_args.heads=2"]
 TINY = ["--data.image_size=16", "--data.batch_size=4", "--data.num_workers=0", "--trainer.enable_progress_bar=false",
-        "--trainer.log_every_n_steps=1", *VIT]
+        "--trainer.log_every_n_steps=1"]
 
 
-def mae_fit(tmp_path, name, *extra, config="pretrain/mae_imagenette.yaml"):
+def mae_fit(tmp_path, name, *extra, config="pretrain/mae_imagenette.yaml", vit=VIT):
     tree = tmp_path / "tree"
     if not tree.exists():
         make_image_tree(tree, per_class=PER_CLASS)
     recorder = json.dumps({"class_path": "ddp_recorder.RecordRank", "init_args": {"out_dir": str(tmp_path / name / "record")}})
-    result = run_ptft("fit", "-c", str(CONFIGS / config), f"--data.root={tree}", *TINY,
+    result = run_ptft("fit", "-c", str(CONFIGS / config), f"--data.root={tree}", *TINY, *vit,
                       "--trainer.logger=pytorch_lightning.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path / name}",
                       f"--trainer.callbacks+={recorder}", *extra, cwd=tmp_path, timeout=400)
     records = sorted((json.loads(p.read_text()) for p in (tmp_path / name / "record").glob("rank*.json")), key=lambda r: r["rank"])
@@ -41,19 +41,20 @@ def test_mae_pretrain_then_fine_tune_with_layer_decay(tmp_path):
     assert all(math.isfinite(v) for v in metric(tmp_path, "pre", "train/loss"))
     run_ptft("export", checkpoint_from(result), str(tmp_path / "export"), cwd=tmp_path)
     result, _ = mae_fit(tmp_path, "ft", "-c", str(CONFIGS / "trainer/cpu.yaml"), f"--model.pretrained={tmp_path / 'export'}",
-                        "--trainer.max_epochs=2", config="finetune/imagenette_from_mae.yaml")
+                        "--trainer.max_epochs=2", config="finetune/imagenette_from_mae.yaml", vit=())  # the pretrained ViT as it is
     assert len(metric(tmp_path, "ft", "val/acc")) == 2
     lrs = {k: v for k, v in zip(*[r.split(",") for r in next((tmp_path / "ft").glob("lightning_logs/version_0/metrics.csv")).read_text().splitlines()[:2]])}
     assert "lr-AdamW/backbone.0" in lrs and "lr-AdamW/head" in lrs  # one LR per depth, logged by LearningRateMonitor
     state = torch.load(checkpoint_from(result), weights_only=True)
-    assert state["ptft"]["modules"]["backbone"]["init_args"]["drop_path"] == 0.1
+    vit = state["ptft"]["modules"]["backbone"]["init_args"]
+    assert (vit["patch_size"], vit["width"], vit["drop_path"]) == (4, 32, 0.1)  # pretrained patch 4 and width, the config's drop path
 
 
 def test_fine_tuning_schedule_spans_max_steps(tmp_path):
     """`ptft fit -c configs/finetune/imagenette_from_mae.yaml --trainer.max_steps=N`: warmup (10%) and cosine over exactly N steps."""
     steps = 20
     mae_fit(tmp_path, "ft", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--model.pretrained=null", f"--trainer.max_steps={steps}",
-            "--trainer.limit_val_batches=1", config="finetune/imagenette_from_mae.yaml")
+            "--trainer.limit_val_batches=1", config="finetune/imagenette_from_mae.yaml", vit=("--model.backbone=ptft.backbones.ViT", *VIT))
     rows = list(csv.DictReader(next((tmp_path / "ft").glob("lightning_logs/version_0/metrics.csv")).open()))
     lrs = {int(r["step"]): float(r["lr-AdamW/head"]) for r in rows if r.get("lr-AdamW/head")}  # the LR each step ran with
     assert {float(r["lr-AdamW/head.no_decay"]) for r in rows if r.get("lr-AdamW/head.no_decay")} == set(lrs.values())

@@ -73,6 +73,9 @@ def test_causal_lm_then_generate_the_requested_number_of_tokens(text_root, tmp_p
     assert model.generate(prompt, 5, temperature=1.0, top_k=1) == greedy  # top-1 sampling is greedy
     out = run_ptft("generate", checkpoint, "--prompt", " the cat", "--max_new_tokens", "5", "--temperature", "0", cwd=tmp_path)
     assert out.stdout == " the cat" + model.tokenizer.decode(greedy) + "\n"
+    lines = " the cat\n the dog"  # a newline is the end-of-text token, as in training; printed back as given
+    out = run_ptft("generate", checkpoint, "--prompt", lines, "--max_new_tokens", "5", "--temperature", "0", cwd=tmp_path)
+    assert out.stdout == lines + model.tokenizer.decode(model.generate(model.encode_prompt(lines), 5, temperature=0)) + "\n"
     mlm_like = run_ptft("generate", str(tmp_path / "missing.ckpt"), cwd=tmp_path, check=False)
     assert mlm_like.returncode == 2 and "ptft generate: error: checkpoint" in mlm_like.stderr
 

@@ -107,6 +107,29 @@ def test_mismatched_backbone_lists_keys_and_shapes(tmp_path):
         Classification(num_classes=3, pretrained=str(path), backbone=ResNet())
 
 
+def test_fine_tuning_takes_the_pretrained_architecture_and_overrides_only_its_fine_tuning_options(tmp_path):
+    from ptft.backbones import ViT
+
+    vit = ViT(image_size=32, patch_size=4, depth=2, width=32, heads=2)  # not the ViT defaults (patch 8, width 192)
+    export = export_backbone(_pretrained_checkpoint(tmp_path, vit)[0], tmp_path / "export")
+    model = Classification(num_classes=3, pretrained=str(export), backbone_overrides={"drop_path": 0.1})
+    assert model.backbone.spec()["init_args"] == {**vit.spec()["init_args"], "drop_path": 0.1}
+    assert model.backbone.blocks[-1].drop_path.p == 0.1
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in vit.state_dict().items())
+    with pytest.raises(ValueError, match=r"^model.backbone_overrides.width: fine-tuning keeps the architecture of the ViT it is given; "
+                                         r"it may override only image_size, pool, dropout, drop_path$"):
+        Classification(num_classes=3, pretrained=str(export), backbone_overrides={"width": 64})
+
+
+def test_backbone_overrides_apply_to_a_random_init_backbone_without_changing_any_initial_weight():
+    torch.manual_seed(0)
+    plain = Classification(num_classes=3, backbone=small_encoder())
+    torch.manual_seed(0)
+    overridden = Classification(num_classes=3, backbone=small_encoder(), backbone_overrides={"dropout": 0.5})
+    assert overridden.backbone.dropout.p == 0.5 and plain.backbone.dropout.p == 0.0
+    assert all(torch.equal(v, overridden.state_dict()[k]) for k, v in plain.state_dict().items())  # the head's too: no extra draws
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"pretrained": "/no/such/thing.ckpt"}, FileNotFoundError, "/no/such/thing.ckpt does not exist"),
     ({}, ValueError, "give model.backbone"),

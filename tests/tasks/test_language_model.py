@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ptft.backbones import TextTransformer
 from ptft.data.spec import DataSpec
-from ptft.data.wikitext import TokenBlocks
+from ptft.data.wikitext import TokenBlocks, token_dtype, tokenize_file
 from ptft.data.tokenizer import train_tokenizer
 from ptft.errors import ConfigError
 from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens
@@ -63,6 +63,22 @@ def test_generate_returns_exactly_the_requested_tokens_and_refuses_bad_settings(
     assert len(out) == 20 and all(0 <= i < tokenizer.vocab_size for i in out)  # beyond max_length 16: the context is cropped
     with pytest.raises(ConfigError, match="temperature must be >= 0 and top_k >= 1"):
         clm.generate(prompt, 2, temperature=-1)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "char"])
+def test_a_prompt_is_encoded_as_training_encodes_its_lines(tokenizer, kind, tmp_path):
+    text = " the cat\n\n a bird . \n"
+    if kind == "char":
+        with pytest.warns(UserWarning, match="upper bound"):
+            tokenizer = train_tokenizer([text], "char", vocab_size=100, min_frequency=1)
+    (tmp_path / "corpus.txt").write_text(text)
+    tokenize_file(tmp_path / "corpus.txt", tokenizer, tmp_path / "tokens.bin")
+    trained = np.fromfile(tmp_path / "tokens.bin", dtype=token_dtype(tokenizer.vocab_size)).tolist()  # a newline ends a line: <eos>
+    clm = CausalLMPretraining(backbone(True))
+    clm.tokenizer = tokenizer
+    assert clm.encode_prompt(text) == trained and clm.encode_prompt(text[:-1]) == trained[:-1]
+    assert clm.encode_prompt("") == clm.encode_prompt("\n") == [tokenizer.eos_id]  # the start of a text
+    assert tokenizer.decode(trained) == text
 
 
 def test_the_causal_lm_trains_every_position_it_reads_and_generation_reads_no_other(tokenizer, monkeypatch):
