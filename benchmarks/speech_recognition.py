@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results import report  # noqa: E402
 
 from ptft.data.paths import resolve_data_path  # noqa: E402
-from ptft.evaluation import pretrain_then_evaluate  # noqa: E402
+from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 METHODS = {"maskrecon": "masked reconstruction", "bestrq": "BEST-RQ"}
@@ -42,11 +42,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpu", action="store_true", help="one GPU, bf16-mixed (configs/trainer/gpu.yaml + bf16.yaml)")
     parser.add_argument("--quick", action="store_true", help="a few steps on a few clips: a smoke test, not a result")
-    parser.add_argument("--out", default="runs/benchmarks/speech_recognition")
+    parser.add_argument("--out", default="runs/benchmarks/speech_recognition", help="parent of the run's own folder")
+    parser.add_argument("overrides", nargs="*", help="more ptft options for every run, e.g. --data.num_workers=8 --data.cache=true")
     options = parser.parse_args()
     trainer = ["-c", str(CONFIGS / "trainer/gpu.yaml"), "-c", str(CONFIGS / "trainer/bf16.yaml")] if options.gpu else ["-c", str(CONFIGS / "trainer/cpu.yaml")]
     common = [f"--seed_everything={options.seed}", f"--data.root={resolve_data_path('fillets-nl')}", *trainer,
-              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *options.overrides]
     if options.quick:
         common += ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1", "--data.batch_size=4"]
     backbone = ["-c", str(CONFIGS / f"speech/{options.backbone}.yaml")]
@@ -57,10 +58,11 @@ def main() -> None:
         evaluations[f"{fraction:g}"] = {"test": True, "args": [
             "-c", str(CONFIGS / "finetune/fillets_ctc.yaml"), *common, f"--data.label_fraction={fraction}",
             f"--trainer.max_epochs={epochs}", f"--trainer.check_val_every_n_epoch={max(1, round(1 / fraction))}"]}
+    run_dir = new_run_dir(options.out)  # each run writes its own folder: a re-run never meets earlier outputs
     rows: dict = {}
     for i, method in enumerate(options.methods):
         pretrain = ["-c", str(CONFIGS / f"pretrain/speech_{method}_fillets.yaml"), *backbone, *common, f"--trainer.max_epochs={pretrain_epochs}"]
-        rows[method] = pretrain_then_evaluate(pretrain, evaluations, Path(options.out) / method, random_init=i == 0)
+        rows[method] = pretrain_then_evaluate(pretrain, evaluations, run_dir / method, random_init=i == 0)
         print(json.dumps({method: rows[method]}))
     report("speech_recognition_gpu" if options.gpu else "speech_recognition", table(rows, options, pretrain_epochs, finetune_epochs), options.quick)
 
