@@ -93,7 +93,7 @@ class InterleavedRawSteps(pl.Callback):
         now = sync()
         if self.last is not None:
             self.ptft_seconds += now - self.last
-        self.raw_step(batch[0])
+        self.raw_step(batch)
         self.last = sync()
         if batch_idx + 1 > self.warmup:
             self.raw_seconds += self.last - now
@@ -146,8 +146,8 @@ def raw_loop(encoder: torch.nn.Module, decoder: torch.nn.Module):
     groups = split_weight_decay([{"params": [*encoder.parameters(), *decoder.parameters()]}], torch.nn.ModuleList([encoder, decoder]))
     optimizer = torch.optim.AdamW(groups, lr=2e-3, weight_decay=0.05, fused=True)
 
-    def step(images: torch.Tensor) -> None:
-        images = images.to(DEVICE, non_blocking=True)
+    def step(batch) -> None:
+        images = batch[0].to(DEVICE, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         loss = F.mse_loss(decoder(encoder.forward_features(images)), images)
         loss.backward()
