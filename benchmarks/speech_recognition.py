@@ -91,7 +91,7 @@ def table(rows: dict, options: argparse.Namespace, pretrain_epochs: int, finetun
         "(target: at least 15% lower).", "",
         *lines, "",
         f"Reproduce: `python benchmarks/speech_recognition.py --backbone {options.backbone} --pretrain-epochs {pretrain_epochs} "
-        f"--finetune-epochs {finetune_epochs}{' --gpu' if options.gpu else ''}`",
+        f"--finetune-epochs {finetune_epochs}{' --gpu' if options.gpu else ''}{' -- ' + ' '.join(options.overrides) if options.overrides else ''}`",
     ])
 
 
