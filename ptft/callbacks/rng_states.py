@@ -36,9 +36,12 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 class RNGStates(pl.Callback):
     """Saves the global random states in ``checkpoint["ptft"]["rng"]`` and, after
-    ``--ckpt_path``, restores them just before the first training step (after Lightning's own
-    restore and the data loader's start), so noise, masks and dropout continue as in the
-    uninterrupted run. Every ptft task adds it."""
+    ``--ckpt_path``, restores them when training starts (``on_train_start``): after Lightning's own
+    restore, and before the first batch is transferred to the device, where a DataModule may draw
+    (SpecAugment's masks). A mid-epoch resume calls no ``on_train_epoch_start`` and transfers its
+    first batch before ``on_train_batch_start``, so neither hook would do. Loaders start on their
+    own generators, so nothing draws from the global streams in between, and noise, masks and
+    dropout continue as in the uninterrupted run. Every ptft task adds it."""
 
     def __init__(self) -> None:
         self._to_restore: dict[str, Any] | None = None
@@ -49,7 +52,7 @@ class RNGStates(pl.Callback):
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         self._to_restore = checkpoint.get("ptft", {}).get("rng")
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._to_restore is not None:
             restore_rng_states(self._to_restore)
             self._to_restore = None
