@@ -12,7 +12,8 @@ Each trial is a ``ptft fit`` subprocess with the trial's ``--key=value`` argumen
 W&B's ``${args}``), so a crash ends only that trial. The sweep appends a
 :class:`~ptft.callbacks.TrialReport` to the trial's ``trainer.callbacks``; it writes the final
 metrics and the checkpoint path to ``runs/sweeps/<name>/trial-<n>/report.json``, where the sweep
-reads them, next to the trial's logs. W&B runs are grouped by the sweep name (``WANDB_RUN_GROUP``).
+reads them, next to the trial's logs; that folder is also the trial's ``trainer.default_root_dir``, so
+runs without a logger keep their checkpoints apart. W&B runs are grouped by the sweep name (``WANDB_RUN_GROUP``).
 
 spec.py reads the YAML, search.py maps it to Optuna, runner.py runs a trial, report.py prints the
 results and command.py is the command.

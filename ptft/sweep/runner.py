@@ -93,7 +93,9 @@ class Objective:
         self.script = ptft_script()
 
     def command(self, values: Mapping[str, Any], report: Path) -> list[str]:
-        return [self.script, *fit_args(self.sweep, self.overrides, values), *report_args(report)]
+        """The trial's ``ptft fit``; its ``trainer.default_root_dir`` is its own log folder (last, so
+        it wins), so runs without a logger never share a checkpoint folder."""
+        return [self.script, *fit_args(self.sweep, self.overrides, values), f"--trainer.default_root_dir={report.parent}", *report_args(report)]
 
     def env(self, number: int) -> dict[str, str]:
         return {**os.environ, "WANDB_RUN_GROUP": self.sweep.name, "WANDB_NAME": f"{self.sweep.name}-{number}"}

@@ -10,6 +10,8 @@ AUTOENCODER = CONFIGS / "pretrain" / "autoencoder_imagenette.yaml"
 STACKS = {
     "pretrain/denoising_autoencoder_imagenette.yaml": [AUTOENCODER],
     **{f"trainer/{p.name}": [AUTOENCODER] for p in (CONFIGS / "trainer").glob("*.yaml")},
+    # a speech encoder YAML replaces the backbone of a speech config it is stacked after
+    **{f"speech/{p.name}": [CONFIGS / "pretrain/speech_bestrq_fillets.yaml"] for p in (CONFIGS / "speech").glob("*.yaml")},
 }
 
 
@@ -29,6 +31,9 @@ def test_every_config_parses(name, capsys):
     if name.startswith("trainer/"):
         own = yaml.safe_load((CONFIGS / name).read_text())["trainer"]
         assert all(config["trainer"][k] == v for k, v in own.items())
+    if name.startswith("speech/"):
+        own = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]["backbone"]
+        assert config["model"]["init_args"]["backbone"] == own  # the class and only its own arguments
 
 
 def test_denoising_config_stacks_on_the_plain_one(capsys):

@@ -133,7 +133,8 @@ def test_real_dutch_speech_fine_tunes_and_scores(tmp_path):
         rows = sorted((r for r in rows if r["duration"] > 0.5), key=lambda r: r["duration"])[:count]
         write_manifest(subset / f"{split}.jsonl", [{**r, "audio_filepath": str(fillets / r["audio_filepath"])} for r in rows])
     run_ptft(*speech_fit("finetune/fillets_ctc_scratch.yaml", subset, tmp_path / "logs", "--trainer.max_epochs=1",
-                         "--data.test_manifest=null", "--data.n_mels=80", "--model.backbone.init_args.n_mels=80"), cwd=tmp_path)
+                         "--data.test_manifest=null", "--data.n_mels=80", "--model.backbone.init_args.n_mels=80",
+                         "--trainer.log_every_n_steps=1"), cwd=tmp_path)
     metrics = final_metrics(tmp_path / "logs")
     assert np.isfinite(metrics["train/loss"]) and metrics["val/loss"] > 0 and 0 <= metrics["val/cer"] <= 1.5
     saved = torch.load(next((tmp_path / "logs").glob("*/version_0/checkpoints/last.ckpt")), weights_only=True)

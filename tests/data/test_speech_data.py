@@ -59,7 +59,7 @@ def test_training_batches_are_equal_in_number_on_every_rank(speech_data: Path):
     data.setup("fit")
     counts = []
     for rank in range(2):
-        data.trainer = SimpleNamespace(world_size=2, global_rank=rank, training=True)
+        data.trainer = SimpleNamespace(world_size=2, global_rank=rank, training=True, current_epoch=0)
         counts.append([len(batch.input_lengths) for batch in data.train_dataloader()])
     assert counts[0] == counts[1] == [5, 5, 5]  # 24 utterances -> 30 = 2 ranks x 3 batches x 5
 

@@ -87,6 +87,7 @@ def test_sweep_runs_resumes_and_survives_a_failing_trial(tmp_path, capsys, monke
     assert values == sorted(values)  # best (lowest val/loss) first
     checkpoints = [r[4] for r in rows[:3]]
     assert len(set(checkpoints)) == 3 and all(Path(c).is_file() for c in checkpoints) and rows[3][4] == "-"
+    assert all(Path(c).parent.parent.parent == sweep_dir / "tiny" for c in checkpoints)  # each trial in its own folder
     assert "best: trial" in outputs[1] and "--trainer.max_steps=2" in outputs[1] and f"checkpoint {checkpoints[0]}" in outputs[1]
     for t in trials:  # what the trial's TrialReport wrote: the metric, the checkpoint; nothing from the run that never began fit
         report = sweep_dir / "tiny" / f"trial-{t.number}" / "report.json"
@@ -97,7 +98,7 @@ def test_sweep_runs_resumes_and_survives_a_failing_trial(tmp_path, capsys, monke
             assert outcome["metrics"]["val/loss"] == t.value and outcome["checkpoint"] == t.user_attrs["checkpoint"]
             assert outcome["error"] is None and "TrialReport" not in t.user_attrs["command"]
 
-    configs = sorted((tmp_path / "runs").glob("config*.yaml"))  # the config every finished trial ran with
+    configs = sorted((sweep_dir / "tiny").glob("trial-*/config*.yaml"))  # the config every finished trial ran with, in its folder
     assert len(configs) == 3
     for config in map(yaml.safe_load, (c.read_text() for c in configs)):  # the overrides reached every trial
         assert config["trainer"]["max_steps"] == 2 and config["data"]["init_args"]["root"] == str(tree)

@@ -23,9 +23,11 @@ def test_trial_command_and_environment(tmp_path):
     objective = Objective(sweep, ["--trainer.max_steps=5", "-c", "b.yaml"], tmp_path)
     command = objective.command({"model.lr": 0.001, "model.loss": "hinge"}, tmp_path / "report.json")
     assert command[0] == str(Path(sys.executable).parent / "ptft")  # the console script: the working folder is not on sys.path
-    # overrides after the YAML's own arguments and before the trial's: the swept values always win; the report comes last
+    # overrides after the YAML's own arguments and before the trial's: the swept values always win; then the trial's
+    # own folder (checkpoints of runs without a logger never mix) and the report
     assert command[1:] == ["fit", "-c", "a.yaml", "--trainer.max_steps=5", "-c", "b.yaml", "--model.lr=0.001",
-                           "--model.loss=hinge", "--trainer.fast_dev_run=true", *report_args(tmp_path / "report.json")]
+                           "--model.loss=hinge", "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
+                           *report_args(tmp_path / "report.json")]
     env = objective.env(7)
     assert (env["WANDB_RUN_GROUP"], env["WANDB_NAME"]) == ("tiny", "tiny-7") and "PTFT_METRICS_FILE" not in env
 
