@@ -31,3 +31,30 @@ def test_greedy_decoding_merges_repeats_and_drops_blanks():
     path = torch.tensor([[1, 1, 0, 1, 2, 2, 0, 0, 3], [2, 0, 2, 2, 3, 3, 3, 3, 3]])
     log_probs = F.one_hot(path, 4).float().log_softmax(-1)
     assert greedy_decode(log_probs, torch.tensor([9, 4]), blank=0) == [[1, 1, 2, 3], [2, 2]]
+
+
+def test_an_unalignable_transcript_is_left_out_and_counted_never_an_infinite_loss():
+    from ptft.backbones import Conformer
+    from ptft.backbones.base import SequenceFeatures
+    from ptft.data.audio_features import LogMelSettings
+    from ptft.data.spec import DataSpec
+    from ptft.data.speech_batch import SpeechBatch
+    from ptft.data.tokenizer import train_char_tokenizer
+    from ptft.tasks.ctc import CTCFineTuning
+
+    vocabulary = train_char_tokenizer(["abc"], 16)
+    torch.manual_seed(0)
+    model = CTCFineTuning(backbone=Conformer(n_mels=8, width=16, heads=2, depth=1), data_spec=DataSpec("audio", tokenizer=vocabulary,
+                                                                                                          audio=LogMelSettings(n_mels=8)))
+    states = torch.randn(2, 16, 8)  # 16 frames -> 4 output frames each
+    targets = torch.tensor([[6, 7, 0, 0, 0, 0], [6, 7, 8, 6, 7, 8]])  # "ab" fits 4 frames, "abcabc" does not
+    batch = SpeechBatch(SequenceFeatures(states, torch.ones(2, 16, dtype=torch.bool)), torch.tensor([16, 16]), targets, torch.tensor([2, 6]))
+    log_probs, lengths = model(batch)
+    loss, skipped = model.ctc_loss(log_probs, lengths, batch)
+    assert int(skipped) == 1 and torch.isfinite(loss)
+    alone = F.ctc_loss(log_probs[:1].transpose(0, 1), targets[:1, :2], lengths[:1], torch.tensor([2]), blank=0, reduction="mean")
+    assert torch.allclose(loss, alone)  # the mean over the alignable utterance only, per target label
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    none, skipped = model.ctc_loss(log_probs[1:], lengths[1:], SpeechBatch(batch.inputs, lengths[1:], targets[1:], torch.tensor([6])))
+    assert float(none) == 0 and int(skipped) == 1 and none.requires_grad  # nothing alignable: a zero that still has a graph

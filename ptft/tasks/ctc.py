@@ -65,7 +65,8 @@ class CTCFineTuning(FineTuningTask):
         self.eval_metrics = nn.ModuleDict({
             stage: nn.ModuleDict({"cer": CharErrorRate(), "wer": WordErrorRate()}) for stage in ("val", "test")
         })
-        self.skipped = 0
+        self.register_buffer("skipped", torch.zeros((), dtype=torch.long), persistent=False)  # on the device: no sync per step
+        self.warned = False
 
     def tokens(self) -> list[str]:
         return [self.vocabulary.tokenizer.id_to_token(i) for i in range(self.vocabulary.vocab_size)]
@@ -88,25 +89,31 @@ class CTCFineTuning(FineTuningTask):
             encoded = self.backbone.forward_features(batch.inputs)
         return self.ctc_head(encoded.states), self.backbone.output_lengths(batch.input_lengths)
 
-    def ctc_loss(self, log_probs: torch.Tensor, lengths: torch.Tensor, batch: SpeechBatch) -> tuple[torch.Tensor, int]:
-        """Mean CTC loss (per target label, as ``reduction="mean"``) of the alignable utterances, and how many were left out."""
+    def ctc_loss(self, log_probs: torch.Tensor, lengths: torch.Tensor, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean CTC loss per target label (``reduction="mean"``'s scale) over the alignable utterances,
+        and how many were left out, without a host sync: an utterance without an alignment has an
+        infinite loss, which ``zero_infinity`` zeroes with its gradient, and is left out of the mean.
+        A batch without an alignable utterance scores a 0 that still reaches every parameter."""
         feasible = ctc_feasible(lengths, batch.targets, batch.target_lengths)
-        if not feasible.any():  # a zero that still reaches every parameter, so DDP ranks stay in step
-            return log_probs.sum() * 0.0, len(feasible)
-        loss = F.ctc_loss(log_probs[feasible].transpose(0, 1), batch.targets[feasible], lengths[feasible],
-                          batch.target_lengths[feasible], blank=self.blank, reduction="mean", zero_infinity=False)
-        return loss, int((~feasible).sum())
+        losses = F.ctc_loss(log_probs.transpose(0, 1), batch.targets, lengths, batch.target_lengths, blank=self.blank,
+                            reduction="none", zero_infinity=True)
+        per_label = losses / batch.target_lengths.clamp(min=1)
+        loss = (per_label * feasible).sum() / feasible.sum().clamp(min=1)
+        return loss, (~feasible).sum()
 
     def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
         log_probs, lengths = self(batch)
         loss, skipped = self.ctc_loss(log_probs, lengths, batch)
-        if skipped and not self.skipped:
-            rank_zero_warn("some transcripts have more CTC labels than their utterance has output frames; "
-                           "they are left out of the loss and counted in train/ctc_skipped")
         self.skipped += skipped
         self.log("train/loss", loss, prog_bar=True, batch_size=len(lengths))
-        self.log("train/ctc_skipped", float(self.skipped), reduce_fx="max")
+        self.log("train/ctc_skipped", self.skipped.float(), reduce_fx="max")
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self.skipped > 0 and not self.warned:
+            self.warned = True
+            rank_zero_warn(f"{int(self.skipped)} training utterances so far have more CTC labels than output frames; "
+                           "they are left out of the loss (train/ctc_skipped counts them)")
 
     def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
