@@ -58,3 +58,18 @@ def test_an_unalignable_transcript_is_left_out_and_counted_never_an_infinite_los
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     none, skipped = model.ctc_loss(log_probs[1:], lengths[1:], SpeechBatch(batch.inputs, lengths[1:], targets[1:], torch.tensor([6])))
     assert float(none) == 0 and int(skipped) == 1 and none.requires_grad  # nothing alignable: a zero that still has a graph
+
+
+def test_beam_search_agrees_with_greedy_on_a_confident_path():
+    from ptft.ctc_decoding import BeamSearchDecoder, transcript
+    from ptft.data.tokenizer import train_char_tokenizer
+
+    vocabulary = train_char_tokenizer(["ab ba"], 16)
+    tokens = [vocabulary.tokenizer.id_to_token(i) for i in range(vocabulary.vocab_size)]
+    a, b, space = (vocabulary.tokenizer.token_to_id(c) for c in ("a", "b", " "))
+    path = torch.tensor([[a, a, 0, b, space, b, 0, a, a]])
+    log_probs = (F.one_hot(path, vocabulary.vocab_size).float() * 8).log_softmax(-1)
+    lengths = torch.tensor([9])
+    greedy = [transcript(vocabulary, ids) for ids in greedy_decode(log_probs, lengths, blank=0)]
+    beam = [transcript(vocabulary, ids) for ids in BeamSearchDecoder(tokens, blank=0, beam_size=8)(log_probs, lengths)]
+    assert greedy == beam == ["ab ba"]
