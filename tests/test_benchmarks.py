@@ -118,3 +118,30 @@ def test_label_efficiency_quick_and_its_table_rebuilt_from_the_log(tmp_path):
     rebuilt = run_quick(tmp_path, "label_efficiency.py", "--fractions", "0.5", f"--report-from={tmp_path / 'run.log'}", f"--out={tmp_path / 'run2'}",
                         timeout=120)
     assert table(rebuilt.stdout) == table(result.stdout)
+
+
+def speech_data(tmp_path):
+    """Generated tone "words" in the place of fillets-nl."""
+    sys.path.insert(0, str(REPO / "tests" / "data"))
+    from speech_files import make_tone_words
+
+    make_tone_words(tmp_path / "data" / "fillets-nl", counts=(("train", 16), ("dev", 4), ("test", 4)))
+
+
+def test_speech_recognition_quick(tmp_path):
+    speech_data(tmp_path)
+    result = run_quick(tmp_path, "speech_recognition.py", "--methods", "bestrq", "--fractions", "0.5", f"--out={tmp_path / 'run'}",
+                       "--", "--data.num_workers=0", "--trainer.logger=pytorch_lightning.loggers.CSVLogger")
+    rows = table(result.stdout)
+    assert rows[0] == "| encoder init | pretraining | test CER / WER, 50% labels |"
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| random init", "| BEST-RQ"]
+    assert len(list((tmp_path / "run").glob("*/bestrq/backbone/backbone.safetensors"))) == 1
+
+
+def test_speech_throughput_quick(tmp_path):
+    speech_data(tmp_path)
+    result = run_quick(tmp_path, "speech_throughput.py", "--", "--data.num_workers=0", "--trainer.logger=pytorch_lightning.loggers.CSVLogger")
+    rows = {row.split(" | ")[0][2:]: float(row.split(" | ")[1].strip(" |")) for row in table(result.stdout)[2:]}
+    assert len(rows) == 5 and all(value > 0 for value in rows.values())
+    assert rows["ptft / raw"] == pytest.approx(rows["ptft (`ptft fit` config, CTC task, callbacks), ms per step"]
+                                                / rows["raw PyTorch loop, ms per CTC step (batch 16 x 4 s, pre-computed features)"], rel=0.01)
