@@ -26,6 +26,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError, OutputExistsError, PtftError, one_line
 from ptft.handoff import export_backbone, read_pretrained
+from ptft import quiet
 from ptft.tasks.base import PtftTask
 from ptft.callbacks import ExperimentConfig
 from ptft.reliability import PREEMPTED_EXIT_CODE, experiment_config, find_last_checkpoint
@@ -129,7 +130,12 @@ class PtftCLI(LightningCLI):
             )
         self.model.check_data(spec)
 
-    before_validate = before_test = before_predict = _check_data
+    def _before_run(self) -> None:
+        """Before any subcommand runs: check the data, then make the W&B loggers start quietly."""
+        self._check_data()
+        quiet.prepare_loggers(self.trainer.loggers)
+
+    before_validate = before_test = before_predict = _before_run
 
     def _parse_ckpt_path(self) -> None:
         """Lightning 2.6 merges the hyperparameters saved in ``--ckpt_path`` into the config, which
@@ -140,7 +146,7 @@ class PtftCLI(LightningCLI):
     def before_fit(self) -> None:
         """Records the run's experiment in its checkpoints, and resolves ``--ckpt_path last`` to the
         newest last checkpoint of the same experiment (None: start from scratch), saying why."""
-        self._check_data()
+        self._before_run()
         experiment = experiment_config(self.config[self.subcommand].as_dict())
         self.trainer.callbacks.append(ExperimentConfig(experiment))
         config = self.config_init[self.subcommand]
@@ -169,6 +175,7 @@ def _holds_tokenizer(pretrained: str) -> bool:
 def run_cli(args: list[str] | None, run: bool = True) -> PtftCLI:
     """Run a LightningCLI subcommand in this process and return the CLI (trainer, model, datamodule).
     With ``run=False``, ``args`` carry no subcommand and the CLI only builds the objects."""
+    quiet.install()
     return PtftCLI(
         pl.LightningModule,
         pl.LightningDataModule,
@@ -277,6 +284,7 @@ def sweep_main(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    quiet.install()  # harmless library messages, for every subcommand
     if not args or args[0] in ("-h", "--help"):
         print("ptft {fit,validate,test,predict} -c CONFIG [...]   LightningCLI subcommands (details below)\n"
               "ptft export CHECKPOINT OUT_DIR [--overwrite]      write a checkpoint's backbone as safetensors + JSON\n"

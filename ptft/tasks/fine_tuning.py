@@ -14,6 +14,7 @@ from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer
 from ptft.errors import ConfigError, PtftError
 from ptft.handoff import Pretrained, load_module, read_pretrained
+from ptft.quiet import expect_eval_mode_warning, forget_warning
 from ptft.tasks.base import PtftTask
 
 
@@ -108,6 +109,25 @@ class FineTuningTask(PtftTask):
                     "model.unfreeze_at_epoch under DDP: the frozen backbone gets no gradients at first; "
                     "use --trainer.strategy=ddp_find_unused_parameters_true"
                 )
+
+    def on_fit_start(self) -> None:
+        """A linear probe's backbone is in eval mode on purpose: Lightning's warning about modules in
+        eval mode at the start of training is silenced when it counts exactly the backbone's modules
+        (one more module in eval mode, and it shows), until training has started."""
+        super().on_fit_start()
+        in_eval = [name for name, module in self.named_modules() if not module.training]
+        if self.frozen and in_eval and all(name == "backbone" or name.startswith("backbone.") for name in in_eval):
+            self._eval_mode_filter = expect_eval_mode_warning(len(in_eval))
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        forget_warning(getattr(self, "_eval_mode_filter", None))
+        self._eval_mode_filter = None
+
+    def teardown(self, stage: str) -> None:  # a fit that failed before training started
+        super().teardown(stage)
+        forget_warning(getattr(self, "_eval_mode_filter", None))
+        self._eval_mode_filter = None
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -184,3 +184,23 @@ def test_the_data_contract_runs_one_way(image_tree, tmp_path):
     pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_checkpointing=False, limit_val_batches=1).fit(model, datamodule=data)
     after = {k: v for k, v in vars(data).items() if not k.startswith("_")}
     assert after.keys() == before.keys() and vars(data.spec) == {**vars(data.spec), "num_classes": 3}  # the model wrote nothing into the data
+
+
+def test_linear_probe_silences_only_the_eval_mode_warning_of_its_frozen_backbone(image_tree):
+    import warnings
+
+    def eval_mode_warnings(model):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(model, image_tree, epochs=1, limit_train_batches=1, limit_val_batches=1)
+        return [str(w.message) for w in caught if "in eval mode at the start of training" in str(w.message)]
+
+    def probe():
+        return Classification(num_classes=3, backbone=small_encoder(), mode="linear_probe")
+
+    assert eval_mode_warnings(probe()) == []  # the frozen backbone is in eval mode on purpose
+    model = probe()
+    model.head.eval()  # not on purpose: the warning shows, counting every module in eval mode
+    in_eval = sum(not module.training for module in model.modules())
+    assert [m[:len(f"Found {in_eval} ")] for m in eval_mode_warnings(model)] == [f"Found {in_eval} "]
+    assert not [f for f in warnings.filters if f[1] is not None and "in eval mode" in f[1].pattern]  # no filter left behind
