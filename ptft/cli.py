@@ -172,9 +172,10 @@ def _holds_tokenizer(pretrained: str) -> bool:
         return True
 
 
-def run_cli(args: list[str] | None, run: bool = True) -> PtftCLI:
+def run_cli(args: list[str] | None, run: bool = True, callbacks: list[pl.Callback] | None = None) -> PtftCLI:
     """Run a LightningCLI subcommand in this process and return the CLI (trainer, model, datamodule).
-    With ``run=False``, ``args`` carry no subcommand and the CLI only builds the objects."""
+    With ``run=False``, ``args`` carry no subcommand and the CLI only builds the objects. ``callbacks``
+    are added to the trainer's (not to the saved config, nor to the experiment a resume matches)."""
     quiet.install()
     return PtftCLI(
         pl.LightningModule,
@@ -184,6 +185,7 @@ def run_cli(args: list[str] | None, run: bool = True) -> PtftCLI:
         save_config_callback=RunConfigSaver,
         parser_class=PtftArgumentParser,
         auto_configure_optimizers=False,
+        trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
         args=args,
         run=run,
     )
