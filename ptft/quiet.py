@@ -7,6 +7,10 @@ log record still shows.
 - ``isinstance(treespec, LeafSpec)`` is deprecated: a FutureWarning torch raises inside
   Lightning's own ``pytorch_lightning/utilities/_pytree.py``; nothing a user can change. Ignored for
   that message, category and module only.
+- LightningCLI's ``args parameter is intended to run from within Python ... not recommended to
+  provide both args and command line arguments``: :func:`ptft.cli.run_cli` runs a subcommand in
+  process (the demo, the benchmarks) with a complete argument list on purpose, whatever the calling
+  script's own ``sys.argv``. Ignored for that message from ``pytorch_lightning.cli`` only.
 - W&B's ``The anonymous setting has no effect``: Lightning's WandbLogger passes ``anonymous=None``
   to ``wandb.init`` when it is not set, which W&B warns about; :func:`prepare_loggers` leaves it out.
 - W&B's ``git root <save_dir> does not exist``: W&B looks for the git repository from the run's
@@ -28,6 +32,7 @@ from typing import Any
 
 LITLOGGER_TIP = "💡 Tip: For seamless cloud logging"
 PYTREE_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+CLI_ARGS_AND_ARGV = r"LightningCLI's args parameter is intended to run from within Python"
 # the loggers Lightning's rank_zero_info writes to (lightning_utilities' module-level `log`)
 RANK_ZERO_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
 
@@ -44,6 +49,7 @@ def install() -> None:
     """Silence the harmless library messages above; safe to call more than once."""
     warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION, category=FutureWarning,
                             module=r"pytorch_lightning\.utilities\._pytree")
+    warnings.filterwarnings("ignore", message=CLI_ARGS_AND_ARGV, module=r"pytorch_lightning\.cli")
     names = set(RANK_ZERO_LOGGERS)
     try:
         import lightning_utilities.core.rank_zero as rank_zero

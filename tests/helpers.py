@@ -16,6 +16,15 @@ from conftest import REPO, TESTS
 PTFT = str(Path(sys.executable).parent / "ptft")
 CONFIGS = REPO / "configs"
 AUTOENCODER = CONFIGS / "pretrain" / "autoencoder_imagenette.yaml"
+# library messages ptft silences at their source (ptft/quiet.py): none may show in a run's output
+NOISE = [
+    "💡 Tip", "litlogger",                      # Lightning's advertisement
+    "anonymous setting has no effect",           # W&B, about the anonymous=None Lightning passes
+    "git root",                                  # W&B: "git root <save_dir> does not exist"
+    "LeafSpec",                                  # torch's FutureWarning inside Lightning's _pytree.py
+    "module(s) in eval mode",                    # Lightning, about the linear probe's frozen backbone
+    "not recommended to provide both args",      # LightningCLI, when ptft.cli.run_cli runs in a script with arguments
+]
 
 
 def run_ptft(*args: str, cwd: Path, wandb_mode: str = "offline", timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:

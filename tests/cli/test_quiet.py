@@ -7,16 +7,8 @@ import subprocess
 import warnings
 
 from conftest import make_image_tree
-from helpers import CONFIGS, PTFT, ptft_env
+from helpers import CONFIGS, NOISE, PTFT, ptft_env
 from ptft import quiet
-
-NOISE = [
-    "💡 Tip", "litlogger",                      # Lightning's advertisement
-    "anonymous setting has no effect",           # W&B, about the anonymous=None Lightning passes
-    "git root",                                  # W&B: "git root <save_dir> does not exist"
-    "LeafSpec",                                  # torch's FutureWarning inside Lightning's _pytree.py
-    "module(s) in eval mode",                    # Lightning, about the linear probe's frozen backbone
-]
 
 
 def test_fit_output_has_no_known_library_noise_and_keeps_real_warnings(tmp_path):
@@ -51,6 +43,8 @@ def test_filters_match_only_the_known_messages():
                                "mine.py", 1, module="my_project.trees")  # not Lightning's: shows
         warnings.warn_explicit("something else is deprecated", FutureWarning, "_pytree.py", 22,
                                module="pytorch_lightning.utilities._pytree")
+        warnings.warn_explicit("LightningCLI's args parameter is intended to run from within Python like ...", UserWarning,
+                               "cli.py", 553, module="pytorch_lightning.cli")
     assert [str(w.message) for w in caught] == ["`isinstance(treespec, LeafSpec)` is deprecated, use ...", "something else is deprecated"]
 
     records = []
