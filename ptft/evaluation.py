@@ -1,13 +1,16 @@
 """The comparison protocol of the demo and the benchmarks: pretrain, export the backbone, then
 evaluate it and a randomly initialised copy of the same backbone with identical settings.
 
-Every stage goes through the same ``ptft fit`` code path (``run_cli``) a user runs.
+Every stage goes through the same ``ptft fit`` code path (``run_cli``) a user runs. Each stage
+prints (to stderr) a line when it starts and when it ends, and its training a progress line with
+the elapsed time and an ETA every 15 seconds (:class:`~ptft.callbacks.StageProgress`).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any, Callable
 
 import wandb
 
+from ptft.callbacks.progress import StageProgress, format_duration
 from ptft.cli import run_cli
 from ptft.errors import OutputExistsError
 from ptft.handoff import export_backbone, read_backbone
@@ -33,11 +37,17 @@ def new_run_dir(parent: str | Path) -> Path:
             continue
 
 
-def fit(args: list[str], test: bool = False) -> dict[str, Any]:
+def say(line: str) -> None:
+    """A progress line of the comparison, on stderr (stdout keeps the results)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def fit(args: list[str], test: bool = False, stage: str = "fit", progress_every: float = 15.0) -> dict[str, Any]:
     """Run ``ptft fit`` in this process (then the test split with the final weights, with ``test``):
-    final metrics, seconds (of the fit), last checkpoint and steps."""
+    final metrics, seconds (of the fit), last checkpoint and steps. Training prints progress lines
+    named ``stage`` every ``progress_every`` seconds."""
     start = time.perf_counter()
-    cli = run_cli(["fit", *args])
+    cli = run_cli(["fit", *args], callbacks=[StageProgress(stage, every_n_seconds=progress_every)])
     seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
     if test:
@@ -66,18 +76,33 @@ def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict
     """
     if (run_dir / "backbone").exists():  # found now, not after pretraining
         raise OutputExistsError(f"{run_dir / 'backbone'} exists: give each run a new folder (ptft.evaluation.new_run_dir)")
-    pretrain = fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"])
-    export_dir = export_backbone(pretrain["checkpoint"], run_dir / "backbone")
+    stages, started = [0, 0], time.perf_counter()  # [done, of]; `of` grows once the random-init runs are known
+
+    def stage(name: str, run: Callable[[], Any]) -> Any:
+        stages[0] += 1
+        say(f"stage {name} ({stages[0]}/{stages[1]}): started")
+        begin = time.perf_counter()
+        result = run()
+        now = time.perf_counter()
+        say(f"stage {name} ({stages[0]}/{stages[1]}): finished in {format_duration(now - begin)} "
+            f"({format_duration(now - started)} in all)")
+        return result
+
+    stages[1] = 2 + len(evaluations) * (2 if random_init is not False else 1)
+    pretrain = stage("pretrain", lambda: fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"], stage="pretrain"))
+    export_dir = stage("export", lambda: export_backbone(pretrain["checkpoint"], run_dir / "backbone"))
     spec = read_backbone(export_dir)[0]
     results: dict[str, Any] = {"pretrain": {k: pretrain[k] for k in ("seconds", "steps", "metrics")},
                                "backbone": {k: spec[k] for k in ("class_path", "init_args")}, "pretrained": {}, "random_init": {}}
     sources = {"pretrained": [f"--model.pretrained={export_dir}"]}
     if random_init(results["backbone"]) if callable(random_init) else random_init:
         sources["random_init"] = ["--model.pretrained=null", f"--model.backbone={json.dumps(results['backbone'])}"]
+    stages[1] = 2 + len(evaluations) * len(sources)
     for name, evaluation in evaluations.items():
         for source, backbone in sources.items():
-            run = fit([*evaluation["args"], *backbone, f"--trainer.logger.init_args.save_dir={run_dir / f'{name}_{source}'}"],
-                      test=evaluation.get("test", False))
+            label = f"{name} {source.replace('_', ' ')}"
+            run = stage(label, lambda: fit([*evaluation["args"], *backbone, f"--trainer.logger.init_args.save_dir={run_dir / f'{name}_{source}'}"],
+                                           test=evaluation.get("test", False), stage=label))
             results[source][name] = {"metrics": run["metrics"], "seconds": run["seconds"]}
     return results
 
