@@ -29,6 +29,7 @@ from ptft.handoff import export_backbone, read_pretrained
 from ptft.tasks.base import PtftTask
 from ptft.callbacks import ExperimentConfig
 from ptft.reliability import PREEMPTED_EXIT_CODE, experiment_config, find_last_checkpoint
+from ptft.schedules import known_run_length
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -138,9 +139,13 @@ class PtftCLI(LightningCLI):
         complete already; the checkpoint is read once, by the trainer (weights_only=True)."""
 
     def before_fit(self) -> None:
-        """Records the run's experiment in its checkpoints, and resolves ``--ckpt_path last`` to the
+        """Checks the model against the data's spec and the LR schedule against the run's length
+        (when it is known without the data), records the run's experiment in its checkpoints, and resolves ``--ckpt_path last`` to the
         newest last checkpoint of the same experiment (None: start from scratch), saying why."""
         self._check_data()
+        run_steps = known_run_length(self.trainer)
+        if run_steps is not None and isinstance(self.model, PtftTask):
+            self.model.check_schedule(run_steps)  # before the data is prepared (tokenizers trained, files tokenized)
         experiment = experiment_config(self.config[self.subcommand].as_dict())
         self.trainer.callbacks.append(ExperimentConfig(experiment))
         config = self.config_init[self.subcommand]
