@@ -39,11 +39,35 @@ class RunConfigSaver(SaveConfigCallback):
     ``save_dir``, so the second run in a folder fails. Here a W&B run's config goes next to its
     checkpoints (``<save_dir>/<project>/<run id>/``), other loggers use their versioned ``log_dir``,
     and without a logger a name already taken gets a numbered suffix.
+
+    The config is written when the run starts (training, or the loop of validate/test/predict), not at
+    setup: a run that fails before it starts (bad data, a schedule longer than the run) writes none.
     """
 
     def __init__(self, parser, config, **kwargs) -> None:
         kwargs["save_to_log_dir"] = False
         super().__init__(parser, config, **kwargs)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stage = stage  # saved once the run starts
+
+    def _save_once(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.already_saved and trainer.is_global_zero:
+            self.save_config(trainer, pl_module, self._stage)
+        self.already_saved = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_once(trainer, pl_module)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:  # fit's sanity check comes before training starts
+            self._save_once(trainer, pl_module)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_once(trainer, pl_module)
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_once(trainer, pl_module)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Called on rank zero only: nothing here may broadcast (trainer.log_dir would).
