@@ -27,7 +27,7 @@ from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError, OutputExistsError, PtftError, one_line
 from ptft.handoff import export_backbone, read_pretrained
 from ptft.tasks.base import PtftTask
-from ptft.callbacks import ExperimentConfig
+from ptft.callbacks import ExperimentConfig, RunFolders
 from ptft.reliability import PREEMPTED_EXIT_CODE, experiment_config, find_last_checkpoint
 from ptft.schedules import known_run_length
 
@@ -155,6 +155,17 @@ class PtftCLI(LightningCLI):
         self.model.check_data(spec)
 
     before_validate = before_test = before_predict = _check_data
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Runs the subcommand; a run that fails before it starts (before training, or before the
+        loop of validate/test/predict) leaves no run folder (:class:`~ptft.callbacks.RunFolders`)."""
+        folders = RunFolders(self.trainer)
+        self.trainer.callbacks.append(folders)
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception:
+            folders.remove_if_not_started(self.trainer)
+            raise
 
     def _parse_ckpt_path(self) -> None:
         """Lightning 2.6 merges the hyperparameters saved in ``--ckpt_path`` into the config, which
