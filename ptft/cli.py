@@ -28,8 +28,9 @@ from ptft.errors import ConfigError, OutputExistsError, PtftError, one_line
 from ptft.handoff import export_backbone, read_pretrained
 from ptft import quiet
 from ptft.tasks.base import PtftTask
-from ptft.callbacks import ExperimentConfig
+from ptft.callbacks import ExperimentConfig, RunFolders
 from ptft.reliability import PREEMPTED_EXIT_CODE, experiment_config, find_last_checkpoint
+from ptft.schedules import known_run_length
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -39,11 +40,35 @@ class RunConfigSaver(SaveConfigCallback):
     ``save_dir``, so the second run in a folder fails. Here a W&B run's config goes next to its
     checkpoints (``<save_dir>/<project>/<run id>/``), other loggers use their versioned ``log_dir``,
     and without a logger a name already taken gets a numbered suffix.
+
+    The config is written when the run starts (training, or the loop of validate/test/predict), not at
+    setup: a run that fails before it starts (bad data, a schedule longer than the run) writes none.
     """
 
     def __init__(self, parser, config, **kwargs) -> None:
         kwargs["save_to_log_dir"] = False
         super().__init__(parser, config, **kwargs)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stage = stage  # saved once the run starts
+
+    def _save_once(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.already_saved and trainer.is_global_zero:
+            self.save_config(trainer, pl_module, self._stage)
+        self.already_saved = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_once(trainer, pl_module)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:  # fit's sanity check comes before training starts
+            self._save_once(trainer, pl_module)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_once(trainer, pl_module)
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_once(trainer, pl_module)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Called on rank zero only: nothing here may broadcast (trainer.log_dir would).
@@ -131,11 +156,27 @@ class PtftCLI(LightningCLI):
         self.model.check_data(spec)
 
     def _before_run(self) -> None:
-        """Before any subcommand runs: check the data, then make the W&B loggers start quietly."""
+        """Before any subcommand runs: check the model against the data's spec and (fit) the LR
+        schedule against the run's length when it is known without the data, before the data is
+        prepared (tokenizers trained, files tokenized); then make the W&B loggers start quietly."""
         self._check_data()
+        run_steps = known_run_length(self.trainer) if self.subcommand == "fit" else None
+        if run_steps is not None and isinstance(self.model, PtftTask):
+            self.model.check_schedule(run_steps)
         quiet.prepare_loggers(self.trainer.loggers)
 
     before_validate = before_test = before_predict = _before_run
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Runs the subcommand; a run that fails before it starts (before training, or before the
+        loop of validate/test/predict) leaves no run folder (:class:`~ptft.callbacks.RunFolders`)."""
+        folders = RunFolders(self.trainer)
+        self.trainer.callbacks.append(folders)
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception:
+            folders.remove_if_not_started(self.trainer)
+            raise
 
     def _parse_ckpt_path(self) -> None:
         """Lightning 2.6 merges the hyperparameters saved in ``--ckpt_path`` into the config, which
@@ -144,7 +185,8 @@ class PtftCLI(LightningCLI):
         complete already; the checkpoint is read once, by the trainer (weights_only=True)."""
 
     def before_fit(self) -> None:
-        """Records the run's experiment in its checkpoints, and resolves ``--ckpt_path last`` to the
+        """Checks the model against the data's spec and the LR schedule against the run's length
+        (when it is known without the data), records the run's experiment in its checkpoints, and resolves ``--ckpt_path last`` to the
         newest last checkpoint of the same experiment (None: start from scratch), saying why."""
         self._before_run()
         experiment = experiment_config(self.config[self.subcommand].as_dict())

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 import torch
+from pytorch_lightning.callbacks import Timer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ptft.errors import ConfigError
@@ -23,6 +24,21 @@ def build_scheduler(factory: Callable[[torch.optim.Optimizer], LRScheduler], opt
         return factory(optimizer)
     finally:
         _RUN_STEPS.reset(token)
+
+
+def known_run_length(trainer) -> float | None:
+    """The optimizer steps of ``trainer.fit`` when they are known before the data is prepared
+    (``trainer.estimated_stepping_batches`` without loading data): ``max_steps`` (inf when -1) for a
+    run without an epoch limit; None when the run is ``max_epochs`` x batches per epoch, which needs
+    the data. Mirrors Lightning's defaults: ``max_epochs`` unset is no epoch limit when ``max_steps``
+    or ``max_time`` is set, else 1000 epochs."""
+    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
+    if max_epochs is None:
+        limited = max_steps != -1 or any(isinstance(callback, Timer) for callback in trainer.callbacks)
+        max_epochs = -1 if limited else 1000
+    if max_epochs != -1:
+        return None
+    return math.inf if max_steps == -1 else max_steps
 
 
 def run_length() -> int:
@@ -69,7 +85,9 @@ class WarmupCosine(LambdaLR):
         total = run_length() if total_steps is None else total_steps
         warmup = round(warmup_fraction * total) if warmup_fraction is not None else warmup_steps or 0
         if warmup < 0 or total <= warmup:
-            raise ConfigError(f"lr_scheduler.init_args: need 0 <= warmup < total steps, got {warmup} and {total}")
+            length = "total_steps" if total_steps is not None else "the run's length: trainer.max_steps, or max_epochs x batches per epoch"
+            raise ConfigError(f"lr_scheduler.init_args: need 0 <= warmup < total steps, got {warmup} and {total} ({length}); "
+                              "shorten the warmup or lengthen the schedule")
         self.warmup_steps, self.total_steps, self.min_lr_ratio = warmup, total, min_lr_ratio
         super().__init__(optimizer, self.factor, last_epoch)
 

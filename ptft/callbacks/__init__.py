@@ -1,5 +1,5 @@
 """Lightning callbacks: the run machinery every ptft task adds (``PtftTask.configure_callbacks``),
-optional monitors and plain-text progress to add in ``trainer.callbacks``, the experiment record the ``ptft`` CLI adds, and the
+optional monitors and plain-text progress to add in ``trainer.callbacks``, the experiment record and the run-folder cleanup the ``ptft`` CLI adds, and the
 report ``ptft sweep`` adds to each trial."""
 
 from ptft.callbacks.atomic_checkpoints import AtomicCheckpoints
@@ -11,6 +11,8 @@ from ptft.callbacks.nonfinite import NonFiniteGuard
 from ptft.callbacks.preemption import PreemptionCheckpoint
 from ptft.callbacks.progress import StageProgress
 from ptft.callbacks.rng_states import RNGStates
+from ptft.callbacks.run_folders import RunFolders
 from ptft.callbacks.trial_report import TrialReport
 
-__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "KNNMonitor", "LoaderPosition", "NonFiniteGuard", "PreemptionCheckpoint", "RNGStates", "StageProgress", "TrialReport"]
+__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "KNNMonitor", "LoaderPosition", "NonFiniteGuard", "PreemptionCheckpoint",
+           "RNGStates", "RunFolders", "StageProgress", "TrialReport"]

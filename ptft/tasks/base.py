@@ -102,6 +102,23 @@ class PtftTask(pl.LightningModule):
         it before a trainer writes anything, and ``setup`` again for runs started from Python."""
         self.backbone.check_data(spec)
 
+    def check_schedule(self, run_steps: float) -> None:
+        """Raise the ConfigError the LR scheduler would raise in :meth:`configure_optimizers` for a
+        run of ``run_steps`` optimizer steps (a warmup as long as the run, a run without a set
+        length). The CLI calls it before the data is prepared when the run's length is known without
+        the data (``trainer.max_steps`` with no epoch limit). The scheduler is built on a throwaway
+        optimizer: errors other than ConfigErrors (a scheduler that needs the real parameter groups)
+        are left to :meth:`configure_optimizers`."""
+        if self.lr_scheduler is None:
+            return
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0, momentum=0.9)
+        try:
+            build_scheduler(self.lr_scheduler, optimizer, run_steps)
+        except ConfigError:
+            raise
+        except Exception:  # noqa: BLE001 - only ptft's ConfigErrors are reported this early
+            pass
+
     def setup(self, stage: str) -> None:
         if self.data_spec is not None:
             self.check_data(self.data_spec)
