@@ -1,9 +1,11 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DistributedSampler
 
 from conftest import small_encoder
 from ptft.callbacks import KNNMonitor
+from ptft.callbacks.knn import unpadded
 from ptft.data import ImageFolderDataModule
 from ptft.knn import knn_predict
 from ptft.tasks import AutoencoderPretraining
@@ -41,3 +43,14 @@ def test_monitor_logs_knn_accuracy_during_pretraining(image_tree, tmp_path):
 def test_bad_monitor_settings_are_named():
     with pytest.raises(ValueError, match="k >= 1"):
         KNNMonitor(k=0)
+
+
+@pytest.mark.parametrize("world, total", [(2, 7), (3, 10), (4, 4), (3, 2)])
+def test_the_distributed_samplers_padding_is_dropped_from_gathered_features(world, total):
+    # what each rank of an unshuffled DistributedSampler encodes, gathered as all_gather does: (world, per rank)
+    dealt = [list(DistributedSampler(range(total), num_replicas=world, rank=r, shuffle=False)) for r in range(world)]
+    gathered = torch.tensor(dealt)
+    assert gathered.numel() > total or total % world == 0  # the padding exists unless the ranks divide the data
+    assert unpadded(gathered, total).tolist() == list(range(total))  # every sample once, in dataset order
+    features = torch.stack([gathered.float(), -gathered.float()], dim=-1)  # trailing dimensions go along
+    assert unpadded(features, total)[:, 1].tolist() == [-float(i) for i in range(total)]

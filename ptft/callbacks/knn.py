@@ -10,6 +10,16 @@ from ptft.errors import ConfigError
 from ptft.knn import knn_predict
 
 
+def unpadded(gathered: torch.Tensor, total: int) -> torch.Tensor:
+    """The ``total`` items of a dataset, in its order, from what each rank of an unshuffled
+    ``DistributedSampler`` gave (``gathered``: ``(world size, per rank, ...)``). The sampler deals
+    index ``j * world + rank`` to position ``j`` of ``rank`` and pads the last round with the first
+    indices again; those repeats are dropped, so no sample counts twice."""
+    world, per_rank = gathered.shape[:2]
+    position = torch.arange(per_rank, device=gathered.device)[None] * world + torch.arange(world, device=gathered.device)[:, None]
+    return gathered.flatten(0, 1)[position.flatten().argsort()[:total]]
+
+
 class KNNMonitor(pl.Callback):
     """Logs ``val/knn_acc``: weighted kNN (``k`` neighbours, ``temperature``) on L2-normalised
     pooled backbone features of the unaugmented train split, scored on the val split. Works under
@@ -51,7 +61,8 @@ class KNNMonitor(pl.Callback):
             labels.append(targets)
         features, labels = torch.cat(features), torch.cat(labels)
         if trainer.world_size > 1:
-            features, labels = pl_module.all_gather(features).flatten(0, 1), pl_module.all_gather(labels).flatten(0, 1)
+            total = len(loader.dataset)
+            features, labels = unpadded(pl_module.all_gather(features), total), unpadded(pl_module.all_gather(labels), total)
         return features, labels
 
     def accuracy(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> float:
