@@ -34,7 +34,7 @@ class OutputExistsError(PtftError, FileExistsError):
 
 
 class DivergenceError(PtftError, FloatingPointError):
-    """A loss became NaN or infinite; the run stopped before the update that would spread it."""
+    """A loss became NaN or infinite; the run stopped before any checkpoint held the update that would spread it."""
 
 
 class SweepError(PtftError, ValueError):

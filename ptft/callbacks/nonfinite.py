@@ -1,4 +1,4 @@
-"""Stop (or skip) a training step whose loss is NaN or infinite, before it changes anything."""
+"""Stop at (or skip) a training step whose loss is NaN or infinite, before any checkpoint holds its update."""
 
 from __future__ import annotations
 
@@ -13,14 +13,21 @@ from ptft.errors import ConfigError, DivergenceError
 NonFinitePolicy = Literal["raise", "skip"]
 
 
-class NonFiniteGuard(pl.Callback):
-    """Checks the loss of every automatically optimised training step before backward.
+def shown(values: torch.Tensor) -> str:
+    return ", ".join(f"{v:g}" for v in values.tolist())
 
-    When the loss is NaN or infinite on any rank (all ranks decide together: one all-gather of a
-    scalar, so one host sync per step), ``raise`` stops the run with :class:`DivergenceError`
-    naming the step, ``loss_name`` and the value on every rank, before backward and the optimizer
-    step, so weights and ``last.ckpt`` stay those of the last finite step. ``skip`` drops the
-    step instead: buffers (BatchNorm statistics) are put back as they were before the step, the
+
+class NonFiniteGuard(pl.Callback):
+    """Checks the loss of every automatically optimised training step.
+
+    Every rank's loss is gathered on the device each step (all ranks decide together). ``raise``
+    (the default) reads it without a host sync: the values are copied to host memory without
+    blocking and checked when the next step starts, and before any checkpoint is written. When the
+    loss was NaN or infinite on any rank, the run stops with :class:`DivergenceError` naming that
+    step, ``loss_name`` and the value on every rank; that step's update is never saved, so
+    ``last.ckpt`` (and every checkpoint) holds the weights of the last finite step. ``skip`` must
+    decide before the optimizer step, so it reads the loss at once (one host sync per step) and
+    drops the step instead: buffers (BatchNorm statistics) are put back as they were before the step, the
     gradients are dropped before the optimizer step (so weights and optimizer state stay as they
     were; DDP still reduces the gradients, all ranks in step), and ``train/skipped_steps`` counts
     it (saved in checkpoints as ``checkpoint["ptft"]["skipped_steps"]``). A skipped step still
@@ -40,6 +47,7 @@ class NonFiniteGuard(pl.Callback):
         self.skipped_steps = 0
         self._buffers: dict[str, torch.Tensor] | None = None
         self._drop_update = self._restore_buffers = False
+        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, str] | None = None  # raise: the last loss not yet read
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.policy == "skip" and pl_module.automatic_optimization:
@@ -48,20 +56,37 @@ class NonFiniteGuard(pl.Callback):
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         if not pl_module.automatic_optimization:
             return
-        values = pl_module.all_gather(loss.detach().float().reshape(1)).flatten()  # every rank's loss
-        if torch.isfinite(values).all():
-            return
-        shown = ", ".join(f"{v:g}" for v in values.tolist())
+        values = pl_module.all_gather(loss.detach().float().reshape(1)).flatten()  # every rank's loss, on the device
         where = f"at step {trainer.global_step}, epoch {trainer.current_epoch}"
         if self.policy == "raise":
-            raise DivergenceError(
-                f"{self.loss_name} is not finite ({shown}) {where}: stopped before the update, so weights and "
-                "checkpoints are those of the last finite step; try a lower learning rate, gradient clipping "
-                "(--trainer.gradient_clip_val) or --model.on_nonfinite=skip"
-            )
+            self.check_pending()  # the previous step's loss: copied long ago, so reading it waits for nothing
+            host = torch.empty(values.shape, dtype=values.dtype, pin_memory=values.is_cuda)
+            host.copy_(values, non_blocking=True)
+            event = torch.cuda.Event() if values.is_cuda else None
+            if event is not None:
+                event.record()
+            self._pending = (host, event, where)
+            return
+        if torch.isfinite(values).all():
+            return
         self.skipped_steps += 1
         self._drop_update = self._restore_buffers = True
-        rank_zero_warn(f"{self.loss_name} is not finite ({shown}) {where}: step skipped ({self.skipped_steps} so far)")
+        rank_zero_warn(f"{self.loss_name} is not finite ({shown(values)}) {where}: step skipped ({self.skipped_steps} so far)")
+
+    def check_pending(self) -> None:
+        """Raise :class:`DivergenceError` if the last loss copied to the host was not finite."""
+        if self._pending is None:
+            return
+        host, event, where = self._pending
+        self._pending = None
+        if event is not None:
+            event.synchronize()
+        if not torch.isfinite(host).all():
+            raise DivergenceError(
+                f"{self.loss_name} is not finite ({shown(host)}) {where}: stopped; that step's update is never saved, so "
+                "checkpoints hold the weights of the last finite step; try a lower learning rate, gradient clipping "
+                "(--trainer.gradient_clip_val) or --model.on_nonfinite=skip"
+            )
 
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._restore_buffers:  # after backward: BatchNorm's backward reads its running statistics
@@ -83,7 +108,11 @@ class NonFiniteGuard(pl.Callback):
         if self.policy == "skip" and pl_module.automatic_optimization:
             pl_module.log("train/skipped_steps", float(self.skipped_steps))
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check_pending()  # the run's last step
+
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.check_pending()  # raising here writes nothing: no checkpoint holds a non-finite step's update
         checkpoint.setdefault("ptft", {})["skipped_steps"] = self.skipped_steps
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ def fit(model, tree, tmp_path, callbacks=(), **trainer_kwargs):
 @pytest.mark.parametrize("task", TASKS)
 def test_a_nan_loss_stops_the_run_naming_the_step_and_last_ckpt_stays_finite(task, image_tree, tmp_path):
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_last=True)
-    with pytest.raises(DivergenceError, match=r"train/loss is not finite \(nan\) at step 2, epoch 0: stopped before the update"):
+    with pytest.raises(DivergenceError, match=r"train/loss is not finite \(nan\) at step 2, epoch 0: stopped; that step's update is never saved"):
         fit(TASKS[task](), image_tree, tmp_path, callbacks=[checkpoints, PoisonBatch(at=2)], enable_checkpointing=True)
     saved = torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)
     assert saved["global_step"] == 2
@@ -94,3 +94,9 @@ def test_a_subclass_gets_the_guard_without_calling_anything(image_tree, tmp_path
 def test_on_nonfinite_is_validated():
     with pytest.raises(ValueError, match="model.on_nonfinite must be 'raise' or 'skip'"):
         TASKS["autoencoder"](on_nonfinite="ignore")
+
+
+def test_a_nan_at_the_last_step_still_stops_the_run(image_tree, tmp_path):
+    # raise mode reads each loss when the next step starts; the run's last step is read when training ends
+    with pytest.raises(DivergenceError, match=r"train/loss is not finite \(nan\) at step 4, epoch \d"):
+        fit(TASKS["autoencoder"](), image_tree, tmp_path, callbacks=[PoisonBatch(at=4)])
