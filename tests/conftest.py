@@ -89,11 +89,22 @@ def text_data(tmp_path: Path) -> Path:
     return make_text_data(tmp_path / "text")
 
 
+def real_data(name: str, marker: str) -> Path:
+    """``$PTFT_DATA/<name>`` when it holds ``marker``; else the test is skipped, saying what is missing."""
+    data_dir = os.environ.get("PTFT_DATA")
+    root = Path(data_dir) / name if data_dir else None
+    if root is None or not (root / marker).exists():
+        pytest.skip(f"real {name} not found: set PTFT_DATA to a folder holding {name}/{marker}")
+    return root
+
+
 @pytest.fixture
 def imagenette() -> Path:
     """The real Imagenette copy in $PTFT_DATA (tests using it are skipped without it)."""
-    data_dir = os.environ.get("PTFT_DATA")
-    root = Path(data_dir) / "imagenette" if data_dir else None
-    if root is None or not (root / "train").is_dir():
-        pytest.skip("real Imagenette not found: set PTFT_DATA to a folder holding imagenette/{train,val}")
-    return root
+    return real_data("imagenette", "train")
+
+
+@pytest.fixture
+def fillets() -> Path:
+    """The real fillets-nl speech in $PTFT_DATA (tests using it are skipped without it)."""
+    return real_data("fillets-nl", "train.jsonl")

@@ -21,8 +21,8 @@ def span_mask(lengths: torch.Tensor, steps: int, start_probability: float, span:
     real = torch.arange(steps, device=device)[None] < lengths[:, None]
     starts = (torch.rand(batch, steps, device=device, generator=generator) < start_probability) & real
     forced = (torch.rand(batch, device=device, generator=generator) * lengths.clamp(min=1)).long().clamp(max=steps - 1)
-    none = ~starts.any(1)
-    starts[none, forced[none]] = True
+    none = ~starts.any(1)  # no boolean indexing: nothing here waits for the device
+    starts |= none[:, None] & (torch.arange(steps, device=device)[None] == forced[:, None])
     # frame t is masked when a span starts in (t - span, t]: a max-pool over the start indicators
     covered = F.max_pool1d(F.pad(starts[:, None].float(), (span - 1, 0)), kernel_size=span, stride=1)[:, 0]
     return covered.bool() & real

@@ -36,7 +36,8 @@ class BestRQPretraining(MaskedSpeechPretraining):
         self.quantizer = RandomProjectionQuantizer(self.stacked_dim, codebook_dim, codebook_size, quantizer_seed)
         self.head = nn.Linear(backbone.out_dim, codebook_size)
 
-    def prediction_loss(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def frame_losses(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         codes = self.quantizer(stacked)
         logits = predictions.float()
-        return F.cross_entropy(logits, codes), {"acc": (logits.argmax(-1) == codes).float().mean()}
+        losses = F.cross_entropy(logits.transpose(1, 2), codes, reduction="none")
+        return losses, {"acc": (logits.argmax(-1) == codes).float()}

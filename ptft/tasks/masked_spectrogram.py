@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ptft.backbones.base import Backbone
@@ -26,5 +25,5 @@ class MaskedSpectrogramPretraining(MaskedSpeechPretraining):
         super().__init__(backbone, **kwargs)
         self.head = nn.Linear(backbone.out_dim, self.stacked_dim)
 
-    def prediction_loss(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return F.l1_loss(predictions.float(), stacked.float()), {}
+    def frame_losses(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return (predictions.float() - stacked.float()).abs().mean(-1), {}

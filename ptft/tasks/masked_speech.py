@@ -20,7 +20,7 @@ class MaskedSpeechPretraining(PtftTask):
     frames. Spans are drawn at the output frame rate (each output frame covers the backbone's
     ``time_reduction`` input frames), their input frames are replaced by noise, and each masked
     output frame is scored against its ``time_reduction`` stacked clean input frames through
-    :meth:`prediction_loss`, which a subclass defines with its ``head``.
+    :meth:`frame_losses`, which a subclass defines with its ``head``.
 
     Args:
         backbone: a speech backbone (``input_kind: audio``: ``DeepSpeech2``, ``Conformer``).
@@ -47,9 +47,9 @@ class MaskedSpeechPretraining(PtftTask):
     def compile_regions(self) -> list[nn.Module]:
         return [*super().compile_regions(), self.head]
 
-    def prediction_loss(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``(loss, extra metrics)`` of the head's outputs at the masked frames ``(N, ...)`` against
-        their stacked clean input frames ``(N, stacked_dim)``."""
+    def frame_losses(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per output frame ``(B, T')``: the loss of the head's outputs ``(B, T', ...)`` against the
+        stacked clean input frames ``(B, T', stacked_dim)``, and extra per-frame metrics."""
         raise NotImplementedError
 
     def forward(self, batch: SpeechBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -60,8 +60,11 @@ class MaskedSpeechPretraining(PtftTask):
         steps = int(self.backbone.output_lengths(torch.tensor([features.states.shape[1]]))[0])
         hidden = span_mask(output_lengths, steps, self.mask_probability, self.mask_span, generator)
         encoded = self.backbone.forward_features(mask_inputs(features, hidden, factor, self.mask_noise_std, generator))
-        stacked = stack_frames(features.states, factor, steps)
-        return self.prediction_loss(self.head(encoded.states[hidden]), stacked[hidden])
+        losses, metrics = self.frame_losses(self.head(encoded.states), stack_frames(features.states, factor, steps))
+        # the mean over the masked frames, as weights rather than a boolean selection: no host sync per step
+        weights = hidden.float()
+        count = weights.sum().clamp(min=1)
+        return (losses * weights).sum() / count, {k: (v * weights).sum() / count for k, v in metrics.items()}
 
     def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
         loss, metrics = self(batch)

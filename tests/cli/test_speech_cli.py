@@ -2,7 +2,6 @@
 -> transcribe, 2-process DDP with bf16-mixed, exact resume, and a real fillets-nl run."""
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -121,11 +120,7 @@ def test_a_killed_run_resumes_with_identical_losses(config, tone_data, tmp_path,
         assert got["train/loss"] == pytest.approx(want["train/loss"], rel=1e-6, abs=1e-7), (got, want)
 
 
-def test_real_dutch_speech_fine_tunes_and_scores(tmp_path):
-    data_dir = os.environ.get("PTFT_DATA")
-    fillets = Path(data_dir) / "fillets-nl" if data_dir else None
-    if fillets is None or not (fillets / "train.jsonl").is_file():
-        pytest.skip("real fillets-nl not found: set PTFT_DATA to a folder holding fillets-nl/")
+def test_real_dutch_speech_fine_tunes_and_scores(fillets, tmp_path):
     subset = tmp_path / "subset"
     subset.mkdir()
     for split, count in (("train", 24), ("dev", 8)):  # the shortest clips with speech, with absolute paths

@@ -142,16 +142,6 @@ def test_decoded_cache_matches_the_files_and_is_rebuilt_when_a_file_changes(spee
     assert not torch.allclose(again.datasets["val"][0][0], first, atol=1e-2)
 
 
-@pytest.fixture
-def fillets() -> Path:
-    """The real fillets-nl copy in $PTFT_DATA (tests using it are skipped without it)."""
-    data_dir = os.environ.get("PTFT_DATA")
-    root = Path(data_dir) / "fillets-nl" if data_dir else None
-    if root is None or not (root / "train.jsonl").is_file():
-        pytest.skip("real fillets-nl not found: set PTFT_DATA to a folder holding fillets-nl/{train,dev}.jsonl")
-    return root
-
-
 def test_real_dutch_speech(fillets: Path, tmp_path: Path):
     """A few dozen fillets-nl clips (OGG, 22.05 kHz, cased Dutch with punctuation) through to features."""
     for split, count in (("train", 32), ("dev", 8)):
