@@ -3,13 +3,17 @@
 The masked LM (configs/pretrain/mlm_wikitext2.yaml: trains on wiki.valid.tokens, validates on
 wiki.test.tokens) pretrains a TextTransformer; its export and a random initialisation of the same
 backbone, encoding SST-2 with the same tokenizer, are fine-tuned identically
-(configs/finetune/sst2_from_mlm.yaml) and tested on the labelled SST-2 test set. The causal LM
+(configs/finetune/sst2_from_mlm.yaml) and tested on the labelled SST-2 test set. The ``mlm_plain``
+part pretrains the same masked LM without ``<cls>`` / ``<sep>`` around its blocks
+(``model.special_tokens=false``), so fine-tuning meets those two tokens for the first time, and
+fine-tunes it identically: the effect of pretraining with the tokens fine-tuning uses. The causal LM
 (configs/pretrain/clm_wikitext2.yaml) pretrains the same architecture with a causal mask; its
 perplexity on the whole of wiki.test.tokens is measured with ``ptft test``, and it writes a sample.
 Prints a table and writes the "text_pretraining" section of benchmarks/RESULTS.md.
 
     python benchmarks/text_pretraining.py [--steps 600] [--finetune-epochs 1] [--depth 2 --width 128] [--quick]
-    (or in two processes: --parts mlm > mlm.log; --parts clm > clm.log; then --report-from mlm.log clm.log)
+    (or in parts: --parts mlm > mlm.log; --parts mlm_plain > plain.log; --parts clm > clm.log;
+     then --report-from mlm.log plain.log clm.log)
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ptft.evaluation import fit, new_run_dir, pretrain_then_evaluate  # noqa: E4
 from ptft.tasks.language_model import load_causal_lm  # noqa: E402
 
 CONFIGS = ROOT / "configs"
+PARTS = ["mlm", "mlm_plain", "clm"]
 
 
 def main() -> None:
@@ -44,9 +49,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model: a smoke test, not a result")
     parser.add_argument("--out", default="runs/benchmarks/text_pretraining", help="each run writes into a new folder OUT/<time> "
                         "(the token cache stays in OUT)")
-    parser.add_argument("--parts", nargs="+", choices=["mlm", "clm"], default=["mlm", "clm"], help="run only these parts (e.g. in two processes)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS, help="run only these parts (e.g. in several processes)")
     parser.add_argument("--report-from", nargs="+", metavar="LOG", help="only write the table from the JSON lines earlier runs printed "
-                        "(an mlm and a clm line); the other options must match those runs")
+                        "(one line per part); the other options must match those runs")
     options = parser.parse_args()
     out = Path(options.out)
 
@@ -62,7 +67,7 @@ def main() -> None:
             for line in Path(log).read_text().splitlines():
                 if line.startswith('{"'):
                     rows.update(json.loads(line))
-        return summarise(rows["mlm"], rows["clm"], options, steps, epochs, backbone)
+        return summarise(rows, options, steps, epochs, backbone)
     run_dir = new_run_dir(out)
     common = [f"--seed_everything={options.seed}", "-c", str(CONFIGS / "trainer/cpu.yaml"),
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -73,12 +78,22 @@ def main() -> None:
             f"--data.tokenizer={run_dir / 'mlm' / 'backbone'}",  # the random init encodes SST-2 with the same tokenizer
             *(["--data.max_length=32", "--trainer.limit_train_batches=8", "--data.batch_size=16"] if options.quick else [])]
 
-    if "mlm" in options.parts:
-        mlm = pretrain_then_evaluate(["-c", str(CONFIGS / "pretrain/mlm_wikitext2.yaml"), *pretrain_common],
-                                     {"sst2": {"args": sst2, "test": True}}, run_dir / "mlm")
-        print(json.dumps({"mlm": mlm}), flush=True)
-    if "clm" not in options.parts:
-        return
+    rows = {}
+    for part, special_tokens in (("mlm", True), ("mlm_plain", False)):
+        if part in options.parts:
+            rows[part] = pretrain_then_evaluate(
+                ["-c", str(CONFIGS / "pretrain/mlm_wikitext2.yaml"), *pretrain_common, f"--model.special_tokens={str(special_tokens).lower()}"],
+                {"sst2": {"args": sst2, "test": True}}, run_dir / part, random_init=special_tokens)
+            print(json.dumps({part: rows[part]}), flush=True)
+    if "clm" in options.parts:
+        rows["clm"] = causal_lm(pretrain_common, run_dir)
+        print(json.dumps({"clm": rows["clm"]}), flush=True)
+    if set(rows) == set(PARTS):
+        summarise(rows, options, steps, epochs, backbone)
+
+
+def causal_lm(pretrain_common: list[str], run_dir: Path) -> dict:
+    """Pretrain the causal LM, its test perplexity on all of wiki.test.tokens, and a sample."""
     clm = fit(["-c", str(CONFIGS / "pretrain/clm_wikitext2.yaml"), *pretrain_common,
                f"--trainer.logger.init_args.save_dir={run_dir / 'clm'}"])
     test = run_cli(["test", "-c", str(CONFIGS / "pretrain/clm_wikitext2.yaml"), *pretrain_common, f"--ckpt_path={clm['checkpoint']}",
@@ -89,12 +104,11 @@ def main() -> None:
     prompt = " = Valkyria Chronicles = \n"
     ids = model.generate(model.encode_prompt(prompt), 40, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
     clm["sample"] = prompt + model.tokenizer.decode(ids)
-    print(json.dumps({"clm": {k: v for k, v in clm.items() if k != "checkpoint"}}), flush=True)
-    if "mlm" in options.parts:
-        summarise(mlm, clm, options, steps, epochs, backbone)
+    return {k: v for k, v in clm.items() if k != "checkpoint"}
 
 
-def summarise(mlm: dict, clm: dict, options: argparse.Namespace, steps: int, epochs: int, backbone: dict) -> None:
+def summarise(rows: dict, options: argparse.Namespace, steps: int, epochs: int, backbone: dict) -> None:
+    mlm, clm = rows["mlm"], rows["clm"]
     spec = ", ".join(f"{k} {v}" for k, v in backbone.items())
     sample = clm["sample"].replace("\n", " / ").replace("|", "\\|")
     lines = [
@@ -107,15 +121,18 @@ def summarise(mlm: dict, clm: dict, options: argparse.Namespace, steps: int, epo
         f"pretrains for {steps} steps of 32 x 128 tokens on wiki.valid.tokens (the only training text here; WikiText-2's "
         f"train split is not available). SST-2: {epochs} epoch(s) of full fine-tuning (sst2_from_mlm.yaml: AdamW 1e-4, "
         "warmup + cosine, batch 64) from the MLM export and from a random initialisation of the same backbone (same seed, "
-        "same tokenizer); accuracy on the labelled SST-2 test set (872 sentences) and dev set (6,735)."
+        "same tokenizer); accuracy on the labelled SST-2 test set (872 sentences) and dev set (6,735). Fine-tuning wraps every "
+        "sentence as `<cls> ... <sep>`; the masked LM reads its blocks the same way (`model.special_tokens: true`, the default), "
+        "and the last row pretrains it without them (`false`, ptft's behaviour before this option), all else equal."
         + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""),
         "",
         "| SST-2 from | pretrain (s) | fine-tune (s) | dev acc | test acc |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for source, label in (("pretrained", "masked LM"), ("random_init", "random init")):
-        run = mlm[source]["sst2"]
-        seconds = f"{mlm['pretrain']['seconds']:.0f}" if source == "pretrained" else ""
+    for part, source, label in (("mlm", "pretrained", "masked LM"), ("mlm", "random_init", "random init"),
+                                ("mlm_plain", "pretrained", "masked LM without `<cls>`/`<sep>` in pretraining")):
+        run = rows[part][source]["sst2"]
+        seconds = f"{rows[part]['pretrain']['seconds']:.0f}" if source == "pretrained" else ""
         lines.append(f"| {label} | {seconds} | {run['seconds']:.0f} | {run['metrics']['val/acc']:.1%} | {run['metrics']['test/acc']:.1%} |")
     lines += [
         "",

@@ -70,15 +70,17 @@ def test_overhead_quick(tmp_path):
     assert any(row.startswith("| tiny model | ptft (config: W&B offline, progress bar) |") for row in rows)
 
 
-def test_text_pretraining_quick_in_two_parts_and_its_table_rebuilt_from_the_logs(tmp_path):
-    mlm = run_quick(tmp_path, "text_pretraining.py", "--parts", "mlm", f"--out={tmp_path / 'run'}")
-    clm = run_quick(tmp_path, "text_pretraining.py", "--parts", "clm", f"--out={tmp_path / 'run'}")
+def test_text_pretraining_quick_in_parts_and_its_table_rebuilt_from_the_logs(tmp_path):
+    logs = []
+    for parts in (["mlm", "mlm_plain"], ["clm"]):
+        logs.append(tmp_path / f"{parts[0]}.log")
+        logs[-1].write_text(run_quick(tmp_path, "text_pretraining.py", "--parts", *parts, f"--out={tmp_path / 'run'}").stdout)
     assert len(list((tmp_path / "run").glob("*/mlm/backbone/tokenizer.json"))) == 1
-    (tmp_path / "mlm.log").write_text(mlm.stdout)
-    (tmp_path / "clm.log").write_text(clm.stdout)
-    rebuilt = run_quick(tmp_path, "text_pretraining.py", "--report-from", str(tmp_path / "mlm.log"), str(tmp_path / "clm.log"))
+    assert len(list((tmp_path / "run").glob("*/mlm_plain/sst2_random_init"))) == 0  # one random init serves both
+    rebuilt = run_quick(tmp_path, "text_pretraining.py", "--report-from", *map(str, logs))
     rows = table(rebuilt.stdout)
     assert rows[2].startswith("| masked LM |") and rows[3].startswith("| random init |") and "| clm_wikitext2.yaml |" in rebuilt.stdout
+    assert rows[4].startswith("| masked LM without `<cls>`/`<sep>` in pretraining |")
 
 
 def test_text_pipeline_quick(tmp_path):

@@ -134,6 +134,10 @@ class MaskedLMPretraining(LanguageModelPretraining):
         select_rate: fraction of non-special tokens selected for prediction.
         mask_rate: fraction of the selected tokens replaced by the mask token.
         random_rate: fraction of the selected tokens replaced by a random token (the rest stay).
+        special_tokens: read each example as ``<cls>`` + its first ``block_size - 2`` tokens + ``<sep>``
+            (BERT), the way text fine-tuning (``TextClassificationDataModule``) wraps every text, so a
+            fine-tuned model starts from trained ``<cls>`` / ``<sep>`` embeddings; the last 2 tokens
+            of each block are then not read. False: the first ``block_size`` tokens, no special tokens.
         **kwargs: the options every task shares (optimizer, lr_scheduler, on_nonfinite, ...): see :class:`PtftTask`.
     """
 
@@ -146,6 +150,7 @@ class MaskedLMPretraining(LanguageModelPretraining):
         select_rate: float = 0.15,
         mask_rate: float = 0.8,
         random_rate: float = 0.1,
+        special_tokens: bool = True,
         **kwargs: Any,
     ) -> None:
         if not 0 < select_rate < 1:
@@ -156,6 +161,7 @@ class MaskedLMPretraining(LanguageModelPretraining):
         if getattr(backbone, "causal", False):
             raise ConfigError("MaskedLMPretraining needs a bidirectional backbone: set model.backbone.init_args.causal=false")
         self.select_rate, self.mask_rate, self.random_rate = select_rate, mask_rate, random_rate
+        self.special_tokens = special_tokens
 
     def _masking_ids(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The tokenizer's special ids and the ids random replacements draw from, on ``device``
@@ -167,8 +173,22 @@ class MaskedLMPretraining(LanguageModelPretraining):
             self._masking_key = key
         return self._masking
 
+    def check_data(self, spec: DataSpec) -> None:
+        super().check_data(spec)
+        if self.special_tokens and spec.max_length is not None and spec.max_length < 3:
+            raise ConfigError(f"data.block_size must be >= 3 with model.special_tokens=true (<cls>, a token, <sep>), got {spec.max_length}")
+
+    def context(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The ``block_size`` tokens the model reads of examples ``(B, block_size + 1)``: the first
+        ``block_size`` (the last is the next example's first), or with ``special_tokens`` the first
+        ``block_size - 2`` between ``<cls>`` and ``<sep>``."""
+        if not self.special_tokens:
+            return tokens[:, :-1]
+        cls, sep = (torch.full_like(tokens[:, :1], i) for i in (self.tokenizer.cls_id, self.tokenizer.sep_id))
+        return torch.cat([cls, tokens[:, :-3], sep], dim=1)
+
     def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        tokens = tokens[:, :-1]  # the context; the last token is the next example's first (each token once per epoch)
+        tokens = self.context(tokens)
         special, replacements = self._masking_ids(tokens.device)
         inputs, labels = mask_tokens(tokens, self.tokenizer.mask_id, special, replacements, generator,
                                      self.select_rate, self.mask_rate, self.random_rate)

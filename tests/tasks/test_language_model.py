@@ -100,14 +100,30 @@ def test_the_causal_lm_trains_every_position_it_reads_and_generation_reads_no_ot
     assert short.context_length == 8 and [len(t[0]) for t in read] == [8, 8, 8]
 
 
-def test_mlm_reads_the_context_of_each_example_with_its_masking_unchanged(tokenizer):
+@pytest.mark.parametrize("special_tokens", [True, False])
+def test_mlm_reads_the_context_of_each_example_with_its_masking_unchanged(tokenizer, monkeypatch, special_tokens):
+    import ptft.tasks.language_model as language_model
+
     tokens = torch.randint(len(tokenizer.special_ids), tokenizer.vocab_size, (4, 17), generator=torch.Generator().manual_seed(0))
-    mlm = MaskedLMPretraining(backbone(False))
+    mlm = MaskedLMPretraining(backbone(False), special_tokens=special_tokens)
     mlm.tokenizer = tokenizer
+    read = []
+    monkeypatch.setattr(language_model, "mask_tokens", lambda inputs, *a: read.append(inputs) or mask_tokens(inputs, *a))
     _, extra = mlm.loss(tokens, torch.Generator().manual_seed(0))
+    # as text fine-tuning wraps a text: <cls> tokens <sep>, 16 positions in all (the block_size)
+    expected = torch.cat([torch.full((4, 1), tokenizer.cls_id), tokens[:, :14], torch.full((4, 1), tokenizer.sep_id)], 1) if special_tokens else tokens[:, :16]
+    assert torch.equal(read[0], expected)
     special, replacements = mlm._masking_ids(tokens.device)
-    _, labels = mask_tokens(tokens[:, :16], tokenizer.mask_id, special, replacements, torch.Generator().manual_seed(0))
+    _, labels = mask_tokens(expected, tokenizer.mask_id, special, replacements, torch.Generator().manual_seed(0))
     assert extra["count"] == (labels != IGNORE_INDEX).sum()
+    if special_tokens:  # <cls> / <sep> are inputs, never prediction targets
+        assert (labels[:, [0, -1]] == IGNORE_INDEX).all()
+
+
+def test_mlm_with_special_tokens_needs_room_for_a_token(tokenizer):
+    with pytest.raises(ConfigError, match="data.block_size must be >= 3 with model.special_tokens=true"):
+        MaskedLMPretraining(backbone(False)).check_data(datamodule(tokenizer, 2))
+    MaskedLMPretraining(backbone(False), special_tokens=False).check_data(datamodule(tokenizer, 2))
 
 
 def test_a_batch_with_nothing_to_predict_gives_loss_zero_reaching_every_parameter(tokenizer):
