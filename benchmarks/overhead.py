@@ -140,6 +140,11 @@ def param_groups(optimizer: torch.optim.Optimizer) -> list[tuple[float, list[tor
     return [(group["weight_decay"], [p.shape for p in group["params"]]) for group in optimizer.param_groups]
 
 
+def decays(optimizer: torch.optim.Optimizer) -> list[tuple[float, float, tuple[int, ...]]]:
+    """(lr, weight decay, shape) of every parameter, sorted: the same for ptft's per-part groups and one raw loop's."""
+    return sorted((group["lr"], group["weight_decay"], tuple(p.shape)) for group in optimizer.param_groups for p in group["params"])
+
+
 def raw_loop(encoder: torch.nn.Module, decoder: torch.nn.Module):
     """One step of the loop a user would write (the config's optimizer, MSE reconstruction, no framework), and its optimizer."""
     encoder, decoder = encoder.to(DEVICE).train(), decoder.to(DEVICE).train()

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from overhead import DEVICE, InterleavedRawSteps, sync  # noqa: E402
+from overhead import DEVICE, InterleavedRawSteps, decays, sync  # noqa: E402
 from results import report  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
@@ -103,11 +103,6 @@ def overhead(options: argparse.Namespace, out: Path, steps: int, warmup: int) ->
     cli.trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None, collate_fn=lambda b: b))
     assert decays(cli.trainer.optimizers[0]) == decays(raw_optimizer), "the raw loop's weight decay must match ptft's, parameter by parameter"
     return timer.raw_seconds, timer.ptft_seconds
-
-
-def decays(optimizer: torch.optim.Optimizer) -> list[tuple[float, float, tuple[int, ...]]]:
-    """(lr, weight decay, shape) of every parameter, sorted: the same for ptft's per-part groups and one raw loop's."""
-    return sorted((group["lr"], group["weight_decay"], tuple(p.shape)) for group in optimizer.param_groups for p in group["params"])
 
 
 class AudioSeconds(pl.Callback):

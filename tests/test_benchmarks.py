@@ -147,3 +147,11 @@ def test_speech_throughput_quick(tmp_path):
     assert len(rows) == 5 and all(value > 0 for value in rows.values())
     assert rows["ptft / raw"] == pytest.approx(rows["ptft (`ptft fit` config, CTC task, callbacks), ms per step"]
                                                 / rows["raw PyTorch loop, ms per CTC step (batch 16 x 4 s, pre-computed features)"], rel=0.01)
+
+
+def test_nanogpt_recipe_quick(tmp_path):
+    result = run_quick(tmp_path, "nanogpt_recipe.py", timeout=300)
+    rows = table(result.stdout)
+    assert rows[2].startswith("| validation loss |") and rows[3].startswith("| training tokens/s |"), result.stdout
+    loss = float(rows[2].split(" | ")[1])
+    assert 0 < loss < 3.0  # 120 steps on a small made-up play: well below uniform guessing (ln 70 = 4.25)
