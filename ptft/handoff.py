@@ -33,13 +33,13 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch.nn.utils import parametrize
 
 from ptft.backbones.base import Backbone, HandoffModule
 from ptft.errors import ConfigError, MissingPathError, OutputExistsError
 from ptft.reliability import safe_torch_load
-from ptft.temp_files import give_default_mode, remove_stale_temp_files, temp_path
+from ptft.temp_files import remove_stale_temp_files, temp_path
 
 FORMAT_VERSION = 2
 SPEC_FILE = "backbone.json"
@@ -269,7 +269,7 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
     same export id, so files mixed by a crash between the renames are refused when read. An
     existing export is replaced only with ``overwrite``. Temporary files of an export that was
     killed are removed first (:func:`~ptft.temp_files.remove_stale_temp_files`); the files get the
-    permissions of a normally created file (the umask's), so a team can share an export folder.
+    permissions of a normally created file (the umask's), so that a team can share an export folder.
     """
     out = Path(out_dir)
     if (out / SPEC_FILE).exists() and not overwrite:
@@ -294,8 +294,8 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
             tmp_tokenizer.write_text(pretrained.tokenizer, encoding="utf-8")
             os.replace(tmp_tokenizer, out / TOKENIZER_FILE)
         for name, state in pretrained.states.items():
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp[name], metadata={"ptft_export_id": export_id})
-            give_default_mode(tmp[name])  # save_file makes owner-only files
+            # save_file would write a 0600 file under a random name of its own (.tmpXXXXXX): the bytes are written here
+            tmp[name].write_bytes(save({k: v.contiguous() for k, v in state.items()}, metadata={"ptft_export_id": export_id}))
         tmp[SPEC_FILE].write_text(json.dumps(info, indent=2) + "\n")
         for file in tmp.values():
             with open(file, "rb") as f:

@@ -4,7 +4,8 @@ A temporary file is named ``.<name>.tmp-<host>-<pid>`` (:func:`temp_path`), so t
 killed process (SIGKILL, OOM, node loss: nothing runs to remove it) is recognised and removed by the
 next run or export into that folder (:func:`remove_stale_temp_files`); only files of processes that
 are gone from this host are removed, never those of a live process or of another host sharing the
-folder. Renamed files get the permissions of a normally created file (:func:`give_default_mode`).
+folder. Temporary files are created with ``open()``, so the files renamed from them have the
+permissions of any new file (the umask's).
 """
 
 from __future__ import annotations
@@ -23,25 +24,6 @@ def temp_path(path: str | os.PathLike) -> Path:
     """Where ``path`` is written before it is renamed into place: ``.<name>.tmp-<host>-<pid>`` in its folder."""
     path = Path(path)
     return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-
-
-def umask() -> int:
-    """The process umask, read without changing it where Linux tells it (``/proc/self/status``)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
-
-
-def give_default_mode(path: str | os.PathLike) -> None:
-    """Give ``path`` the mode ``open()`` gives a new file (``0o666`` less the umask): writers such as
-    safetensors' ``save_file`` create owner-only (0600) files, which a team sharing a folder cannot read."""
-    os.chmod(path, 0o666 & ~umask())
 
 
 def process_is_gone(pid: int) -> bool:

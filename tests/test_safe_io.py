@@ -196,11 +196,10 @@ def test_a_failed_export_leaves_the_previous_export_intact(tmp_path, monkeypatch
     first = export_backbone(autoencoder_checkpoint(tmp_path / "a.ckpt", seed=0), tmp_path / "export")
     before = {p.name: p.read_bytes() for p in first.iterdir()}
 
-    def failing_save_file(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"half a safetensors file")
+    def failing_fsync(fd):  # the new files are written under temporary names, none renamed yet
         raise OSError("disk full")
 
-    monkeypatch.setattr(ptft.handoff, "save_file", failing_save_file)
+    monkeypatch.setattr(ptft.handoff.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         export_backbone(autoencoder_checkpoint(tmp_path / "b.ckpt", seed=1), tmp_path / "export", overwrite=True)
     assert {p.name: p.read_bytes() for p in first.iterdir()} == before  # no temp files, nothing changed
