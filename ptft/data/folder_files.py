@@ -22,14 +22,17 @@ def folder_files(folder: Path, extensions: tuple[str, ...], skip_corrupt: bool) 
     files: list[str] = []
     skipped: list[str] = []
 
-    def walk(directory: str, above: set[str]) -> None:
+    def walk(directory: str, real: str, above: set[str]) -> None:
         with os.scandir(directory) as entries:
             entries = sorted(entries, key=lambda e: e.name)
         for entry in entries:
             wanted = entry.name.lower().endswith(extensions)
-            target = os.path.realpath(entry.path)
-            is_dir = os.path.isdir(target)
-            if entry.is_symlink() and (is_dir or wanted):
+            target, is_dir = os.path.join(real, entry.name), entry.is_dir(follow_symlinks=False)
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                is_dir = os.path.isdir(target)
+                if not (wanted or is_dir):
+                    continue
                 if os.path.commonpath([inside, target]) != inside:
                     skipped.append(f"{entry.path}: symlink to {target}, outside its folder {folder}")
                     continue
@@ -37,11 +40,11 @@ def folder_files(folder: Path, extensions: tuple[str, ...], skip_corrupt: bool) 
                     skipped.append(f"{entry.path}: symlink loop (it points back to a folder above it)")
                     continue
             if is_dir:
-                walk(entry.path, above | {target})
+                walk(entry.path, target, above | {target})
             elif wanted:
                 files.append(entry.path)
 
-    walk(str(folder), {inside})
+    walk(str(folder), inside, {inside})
     if skipped and not skip_corrupt:
         raise ConfigError(f"{skipped[0]}; remove the link, or set data.skip_corrupt=true to skip it")
     return files, skipped
