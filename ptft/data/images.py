@@ -10,8 +10,9 @@ augmentations still run per epoch on it.
 
 Hostile inputs (zero-byte files, symlink loops, symlinks out of their class folder, text with an
 image extension, truncated files, decompression bombs, class folders without images) stop the run
-with one line naming the file, or, with ``skip_corrupt=true``, are skipped and counted. Grayscale, CMYK, RGBA, palette and 16-bit
-images are converted to RGB; images smaller than the target (down to 1x1) are upscaled.
+with one line naming the file, or, with ``skip_corrupt=true``, are skipped and counted. Grayscale,
+CMYK, RGBA, palette and 16-bit images are converted to RGB; images smaller than the target (down to
+1x1) are upscaled.
 """
 
 from __future__ import annotations
