@@ -33,12 +33,13 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch.nn.utils import parametrize
 
 from ptft.backbones.base import Backbone, HandoffModule
 from ptft.errors import ConfigError, MissingPathError, OutputExistsError
 from ptft.reliability import safe_torch_load
+from ptft.temp_files import remove_stale_temp_files, temp_path
 
 FORMAT_VERSION = 2
 SPEC_FILE = "backbone.json"
@@ -266,7 +267,9 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
     Files are written under temporary names, fsynced and renamed into place, the manifest last, so
     a failed export leaves any previous export untouched; the weights and the manifest carry the
     same export id, so files mixed by a crash between the renames are refused when read. An
-    existing export is replaced only with ``overwrite``.
+    existing export is replaced only with ``overwrite``. Temporary files of an export that was
+    killed are removed first (:func:`~ptft.temp_files.remove_stale_temp_files`); the files get the
+    permissions of a normally created file (the umask's), so that a team can share an export folder.
     """
     out = Path(out_dir)
     if (out / SPEC_FILE).exists() and not overwrite:
@@ -275,6 +278,7 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
     for spec in pretrained.specs.values():
         build_backbone(spec)  # every spec must rebuild before anything is written
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)
     export_id = uuid.uuid4().hex  # in every file: a reader refuses files from different exports
     info = {"format_version": FORMAT_VERSION, "modules": pretrained.specs, "task": pretrained.task,
             "source": str(Path(checkpoint).resolve()), "export_id": export_id}
@@ -282,15 +286,16 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
         info["labels"] = pretrained.labels
     if pretrained.audio is not None:
         info["audio"] = pretrained.audio
-    tmp = {name: out / f".{weights_file(name)}.tmp-{os.getpid()}" for name in pretrained.specs}
-    tmp[SPEC_FILE] = out / f".{SPEC_FILE}.tmp-{os.getpid()}"
+    tmp = {name: temp_path(out / weights_file(name)) for name in pretrained.specs}
+    tmp[SPEC_FILE] = temp_path(out / SPEC_FILE)
     try:
         if pretrained.tokenizer is not None:  # written first: the weights and the manifest make an export complete
-            tmp_tokenizer = out / f".{TOKENIZER_FILE}.tmp-{os.getpid()}"
+            tmp_tokenizer = temp_path(out / TOKENIZER_FILE)
             tmp_tokenizer.write_text(pretrained.tokenizer, encoding="utf-8")
             os.replace(tmp_tokenizer, out / TOKENIZER_FILE)
         for name, state in pretrained.states.items():
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp[name], metadata={"ptft_export_id": export_id})
+            # save_file would write a 0600 file under a random name of its own (.tmpXXXXXX): the bytes are written here
+            tmp[name].write_bytes(save({k: v.contiguous() for k, v in state.items()}, metadata={"ptft_export_id": export_id}))
         tmp[SPEC_FILE].write_text(json.dumps(info, indent=2) + "\n")
         for file in tmp.values():
             with open(file, "rb") as f:

@@ -32,17 +32,19 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ptft.errors import ConfigError, MissingPathError, WriteFailedError
+from ptft.temp_files import temp_path
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: what a shell reports for a process ended by SIGTERM
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], Any]) -> None:
     """``write(f)`` (``f``: a file open for binary writing) into a temporary file in the target's
-    folder, fsync, then ``os.replace``: the target is the old file or the whole new one. A full disk
+    folder (:func:`~ptft.temp_files.temp_path`), fsync, then ``os.replace``: the target is the old
+    file or the whole new one, with the permissions of a normally created file. A full disk
     raises :class:`WriteFailedError` naming the file and the earlier one kept; the temp file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     had_previous = path.is_file()
     try:
         with open(tmp, "wb") as f:
@@ -171,11 +173,11 @@ def describe_differences(keys: list[str]) -> str:
     return f"another experiment (differs in {shown})"
 
 
-def last_checkpoint_candidates(trainer: pl.Trainer) -> list[Path]:
-    """The ``last*.ckpt`` of earlier runs writing where ``trainer`` writes, newest first:
-    ModelCheckpoint folders given by ``dirpath``, else the ``<run>/checkpoints`` folders of every
-    run (version) under the logger's ``save_dir/name`` (or ``default_root_dir/checkpoints`` without
-    a logger); SLURM's ``default_root_dir/hpc_ckpt_*.ckpt`` count too."""
+def checkpoint_folders(trainer: pl.Trainer) -> list[Path]:
+    """Where the runs writing where ``trainer`` writes keep their checkpoints (before ModelCheckpoint
+    resolves its folder at setup): ModelCheckpoint folders given by ``dirpath``, else the
+    ``<run>/checkpoints`` folders of every run (version) under the logger's ``save_dir/name`` (or
+    ``default_root_dir/checkpoints`` without a logger)."""
     folders: list[Path] = []
     automatic = False
     for callback in trainer.checkpoint_callbacks:
@@ -191,7 +193,13 @@ def last_checkpoint_candidates(trainer: pl.Trainer) -> list[Path]:
             folders += base.glob("*/checkpoints")
         else:
             folders.append(Path(trainer.default_root_dir) / "checkpoints")
-    candidates = [path for folder in folders for path in folder.glob("last*.ckpt") if path.is_file()]
+    return folders
+
+
+def last_checkpoint_candidates(trainer: pl.Trainer) -> list[Path]:
+    """The ``last*.ckpt`` of earlier runs writing where ``trainer`` writes (:func:`checkpoint_folders`),
+    newest first; SLURM's ``default_root_dir/hpc_ckpt_*.ckpt`` count too."""
+    candidates = [path for folder in checkpoint_folders(trainer) for path in folder.glob("last*.ckpt") if path.is_file()]
     candidates += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")  # saved by Lightning's SLURM requeue handler
     return sorted(candidates, key=lambda path: path.stat().st_mtime, reverse=True)
 

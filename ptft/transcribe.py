@@ -14,6 +14,7 @@ from ptft.data.audio_features import LogMelFeatures, LogMelSettings
 from ptft.data.tokenizer import TextTokenizer
 from ptft.errors import ConfigError, OutputExistsError
 from ptft.handoff import load_module, read_pretrained
+from ptft.temp_files import temp_path
 
 
 class Transcriber:
@@ -62,7 +63,7 @@ def write_transcripts(out: Path, paths: list[str], texts: list[str], overwrite: 
     file is replaced only with ``overwrite``."""
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = temp_path(out)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             for path, text in zip(paths, texts):

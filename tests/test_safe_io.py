@@ -1,9 +1,11 @@
 """Atomic checkpoints and exports, a full disk in one line; checkpoints that would run code when unpickled are refused."""
 
 import errno
+import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from ptft.data import ImageFolderDataModule
 from ptft.errors import ConfigError, WriteFailedError
 from ptft.handoff import export_backbone, load_backbone, read_backbone
 from ptft.reliability import AtomicCheckpointIO, atomic_torch_save
+from ptft.temp_files import remove_stale_temp_files
 from ptft.tasks import AutoencoderPretraining, Classification
 
 
@@ -54,6 +57,53 @@ def test_a_process_killed_while_saving_leaves_the_previous_checkpoint_loadable(t
     saved = AtomicCheckpointIO().load_checkpoint(path)
     assert saved["step"] == 1 and torch.equal(saved["w"], torch.ones(1000))
     assert all(p.name.startswith(".last.ckpt.tmp-") for p in path.parent.iterdir() if p.name != "last.ckpt")  # at most a hidden temp file
+    left = [p for p in path.parent.iterdir() if p.name != "last.ckpt"]
+    assert remove_stale_temp_files(path.parent) == left and os.listdir(path.parent) == ["last.ckpt"]  # the killed process's
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_the_next_run_removes_temp_files_of_killed_processes_and_no_others(image_tree, tmp_path, caplog):
+    earlier = tmp_path / "logs" / "lightning_logs" / "version_0" / "checkpoints"  # an earlier run's folder, as a kill left it
+    earlier.mkdir(parents=True)
+    host, dead = socket.gethostname(), dead_pid()
+    stale = earlier / f".latest-step=4.ckpt.tmp-{host}-{dead}"
+    stale.write_bytes(b"x" * 2_000_000)
+    kept = [earlier / f".last.ckpt.tmp-{host}-{os.getpid()}", earlier / f".last.ckpt.tmp-otherhost-{dead}", earlier / f"notes.tmp-{host}-{dead}"]
+    for path in kept:  # a live process's, another host's (a shared file system), not a ptft temp file
+        path.write_bytes(b"x")
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0)
+    trainer = pl.Trainer(max_steps=1, logger=pl.loggers.CSVLogger(tmp_path / "logs"), enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0)
+    with caplog.at_level(logging.WARNING, logger="ptft"):
+        trainer.fit(AutoencoderPretraining(small_encoder(), num_grid_images=0), datamodule=dm)
+    assert not stale.exists() and all(path.exists() for path in kept)
+    assert f"ptft: removed {stale} (2.0 MB), left by process {dead}, which was killed while writing it" in caplog.messages
+
+
+def test_an_export_removes_temp_files_of_a_killed_export(tmp_path, caplog):
+    out = export_backbone(autoencoder_checkpoint(tmp_path / "a.ckpt"), tmp_path / "export")
+    stale = out / f".backbone.safetensors.tmp-{socket.gethostname()}-{dead_pid()}"
+    stale.write_bytes(b"half an export")
+    with caplog.at_level(logging.WARNING, logger="ptft"):
+        export_backbone(tmp_path / "a.ckpt", out, overwrite=True)
+    assert sorted(os.listdir(out)) == ["backbone.json", "backbone.safetensors"]
+    assert any(f"ptft: removed {stale}" in message for message in caplog.messages)
+
+
+def test_exports_and_checkpoints_get_the_permissions_of_a_normally_created_file(tmp_path):
+    before = os.umask(0o002)  # a team sharing the folder: group-writable, as any file the user creates
+    try:
+        out = export_backbone(autoencoder_checkpoint(tmp_path / "a.ckpt"), tmp_path / "export")
+        atomic_torch_save({"step": 1}, tmp_path / "last.ckpt")
+    finally:
+        os.umask(before)
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in [*out.iterdir(), tmp_path / "last.ckpt"]}
+    assert modes == {"backbone.safetensors": "0o664", "backbone.json": "0o664", "last.ckpt": "0o664"}  # not 0o600
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint_and_removes_its_temp_file(tmp_path, monkeypatch):
@@ -146,11 +196,10 @@ def test_a_failed_export_leaves_the_previous_export_intact(tmp_path, monkeypatch
     first = export_backbone(autoencoder_checkpoint(tmp_path / "a.ckpt", seed=0), tmp_path / "export")
     before = {p.name: p.read_bytes() for p in first.iterdir()}
 
-    def failing_save_file(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"half a safetensors file")
+    def failing_fsync(fd):  # the new files are written under temporary names, none renamed yet
         raise OSError("disk full")
 
-    monkeypatch.setattr(ptft.handoff, "save_file", failing_save_file)
+    monkeypatch.setattr(ptft.handoff.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         export_backbone(autoencoder_checkpoint(tmp_path / "b.ckpt", seed=1), tmp_path / "export", overwrite=True)
     assert {p.name: p.read_bytes() for p in first.iterdir()} == before  # no temp files, nothing changed

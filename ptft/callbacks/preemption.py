@@ -38,11 +38,30 @@ def check_one_last_checkpoint(trainer: pl.Trainer) -> None:
             )
 
 
+def check_no_earlier_last_checkpoint(trainer: pl.Trainer) -> None:
+    """Refuses a fresh run (no ``ckpt_path``) whose ModelCheckpoint would save ``last`` into a folder
+    holding the last checkpoint of an earlier run (runs without a logger sharing a
+    ``default_root_dir``, a fixed ``dirpath``): Lightning would write ``last-v1.ckpt`` beside it (or
+    replace it, without a version counter). A run that resumes a checkpoint continues its ``last.ckpt``."""
+    if trainer.ckpt_path is not None:
+        return
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+            name = f"{callback.CHECKPOINT_NAME_LAST}*{callback.FILE_EXTENSION}"
+            earlier = sorted(Path(callback.dirpath).glob(name))
+            if earlier:
+                raise ConfigError(
+                    f"{earlier[0]}: the last checkpoint of an earlier run is in this run's checkpoint folder; continue that run "
+                    "with --ckpt_path last, or give this run its own folder (a logger, or another trainer.default_root_dir)"
+                )
+
+
 class PreemptionCheckpoint(pl.Callback):
     """On SIGTERM, save ``last.ckpt`` after the current batch (every rank takes part; rank 0
     writes), so ``ptft fit ... --ckpt_path last`` continues from that batch. The ``ptft`` command
     then exits with code 143. Other exceptions save nothing: the last periodic checkpoint stays.
-    At setup it checks that the run writes one ``last.ckpt`` (:func:`check_one_last_checkpoint`).
+    At setup it checks that the run writes one ``last.ckpt`` (:func:`check_one_last_checkpoint`), and
+    at fit start that a fresh run writes it into a folder of its own (:func:`check_no_earlier_last_checkpoint`).
     Every ptft task adds it."""
 
     def __init__(self) -> None:
@@ -51,6 +70,9 @@ class PreemptionCheckpoint(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             check_one_last_checkpoint(trainer)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        check_no_earlier_last_checkpoint(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":

@@ -8,16 +8,16 @@ is one antialiased resize on uint8 pixels, and images stay uint8 until they reac
 memmap that every later epoch and every DDP rank reads (see :mod:`ptft.data.decoded_cache`);
 augmentations still run per epoch on it.
 
-Hostile inputs (zero-byte files, symlink loops, text with an image extension, truncated files,
-decompression bombs, class folders without images) stop the run with one line naming the file,
-or, with ``skip_corrupt=true``, are skipped and counted. Grayscale, CMYK, RGBA, palette and 16-bit
-images are converted to RGB; images smaller than the target (down to 1x1) are upscaled.
+Hostile inputs (zero-byte files, symlink loops, symlinks out of their class folder, text with an
+image extension, truncated files, decompression bombs, class folders without images) stop the run
+with one line naming the file, or, with ``skip_corrupt=true``, are skipped and counted. Grayscale,
+CMYK, RGBA, palette and 16-bit images are converted to RGB; images smaller than the target (down to
+1x1) are upscaled.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from ptft.data import decoded_cache as dcache
 from ptft.data.decoding import (DECODE_ERRORS, AugmentPreset, CropResize, check_image_file, collate_images, decode_error, decode_image,
                                 images_to_float, load_rgb, source_side)
+from ptft.data.folder_files import folder_files
 from ptft.data.paths import resolve_data_path
 from ptft.data.spec import DataSpec
 from ptft.data.loaders import evaluation_loader
@@ -36,7 +37,7 @@ from ptft.data.resumable import resumable_loader
 from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
-__all__ = ["ImageFolderDataModule", "CorruptImageError", "decode_image", "stratified_subset", "scan_class_folder"]
+__all__ = ["ImageFolderDataModule", "CorruptImageError", "decode_image", "stratified_subset"]
 
 
 def stratified_subset(targets: list[int], fraction: float, seed: int) -> list[int]:
@@ -78,36 +79,6 @@ class ImageFiles(Dataset):
         return self.transform(pixels), label
 
 
-def scan_class_folder(folder: Path) -> tuple[list[str], list[str]]:
-    """Image files under ``folder`` (sorted, symlinks followed) and the symlinks that loop back to
-    a folder already on their path (not followed: ``os.walk`` would recurse until the path is too long)."""
-    files, loops = [], []
-    seen = set()
-
-    def walk(directory: str) -> None:
-        info = os.stat(directory)
-        seen.add((info.st_dev, info.st_ino))
-        with os.scandir(directory) as entries:
-            entries = sorted(entries, key=lambda e: e.name)
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                sub = os.stat(entry.path)
-                if (sub.st_dev, sub.st_ino) in seen:
-                    loops.append(entry.path)
-                else:
-                    walk(entry.path)
-            elif entry.name.lower().endswith(IMG_EXTENSIONS):
-                files.append(entry.path)
-        seen.discard((info.st_dev, info.st_ino))
-
-    walk(str(folder))
-    return files, loops
-
-
 class ImageFolderDataModule(pl.LightningDataModule):
     """Images in ``root/<split>/<class>/*.{JPEG,jpg,png,...}`` with torchvision ImageFolder semantics
     (classes are the sorted sub-folder names of the train split).
@@ -125,7 +96,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         train_augment: augmentation preset for the train split: ``flip``, ``crop_flip`` or ``none``
             (see :class:`ptft.data.decoding.CropResize`).
         skip_corrupt: decode every image once at start-up and skip (and count) those that fail,
-            instead of stopping at the first unreadable one; symlink loops are skipped and counted too.
+            instead of stopping at the first unreadable one; symlink loops and symlinks that lead out of
+            their class folder are skipped and counted too (``skipped_files``: ``<file>: <why>`` lines).
         decoded_cache: decode every image once (shorter side ``image_size``, or 1.25x that for
             ``crop_flip``) into a uint8 memmap and train from it: built by ``prepare_data`` (local
             rank 0), read-only on every rank, reused by later epochs and runs, rebuilt when a file's
@@ -175,7 +147,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.skipped_files: list[str] = []
         self.samples = {stage: self._samples(stage) for stage, split in self.splits.items() if split is not None}
         if self.skipped_files:
-            message = (f"ptft: skipped {len(self.skipped_files)} unreadable images or symlink loops (data.skip_corrupt=true), "
+            message = (f"ptft: skipped {len(self.skipped_files)} unreadable images or symlinks (data.skip_corrupt=true), "
                        f"e.g. {self.skipped_files[0]}")
             log.warning(message)
         if label_fraction < 1:
@@ -218,18 +190,15 @@ class ImageFolderDataModule(pl.LightningDataModule):
         samples: list[tuple[str, int]] = []
         empty: list[tuple[str, str]] = []
         for label, name in enumerate(self.classes):
-            files, loops = scan_class_folder(split_dir / name)
-            if loops and not self.skip_corrupt:
-                raise CorruptImageError(f"{loops[0]}: symlink loop (it points back to a folder above it); "
-                                        "remove the link, or set data.skip_corrupt=true to skip it")
-            self.skipped_files += loops
+            files, links = folder_files(split_dir / name, IMG_EXTENSIONS, self.skip_corrupt)
+            self.skipped_files += links
             good = []
             for path in files:
                 reason = check_image_file(path, self.image_size, decode=self.skip_corrupt)
                 if reason is None:
                     good.append(path)
                 elif self.skip_corrupt:
-                    self.skipped_files.append(path)
+                    self.skipped_files.append(f"{path}: {reason}")
                 else:
                     raise CorruptImageError(f"{path}: cannot read image ({reason}); fix or remove it, or set data.skip_corrupt=true")
             if not good:

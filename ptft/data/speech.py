@@ -102,8 +102,9 @@ class SpeechDataModule(pl.LightningDataModule):
         min_duration: shortest training utterance in seconds; shorter ones are dropped and counted.
         batch_size: utterances per batch (per device); training batches hold utterances of similar duration.
         num_workers: DataLoader worker processes.
-        skip_corrupt: skip (and count) missing, unreadable and zero-length audio files instead of
-            stopping at the first one.
+        skip_corrupt: skip (and count) missing, unreadable and zero-length audio files, and symlinks that
+            lead out of an audio folder, instead of stopping at the first one (``skipped_files``:
+            ``<file>: <why>`` lines).
         lowercase: lower-case the transcripts.
         strip_punctuation: replace punctuation (except apostrophes) in transcripts by spaces.
         tokenizer: the character vocabulary: a ``tokenizer.json`` of kind char, or a ptft checkpoint /
@@ -168,8 +169,8 @@ class SpeechDataModule(pl.LightningDataModule):
         self.skipped_files: list[str] = []
         self.utterances = {split: self._read(split, skip_corrupt) for split, name in self.names.items() if name is not None}
         if self.skipped_files:
-            rank_zero_warn(f"ptft: skipped {len(self.skipped_files)} missing, unreadable or zero-length audio files "
-                           f"(data.skip_corrupt=true), e.g. {self.skipped_files[0]}")
+            rank_zero_warn(f"ptft: skipped {len(self.skipped_files)} missing, unreadable or zero-length audio files or symlinks "
+                           f"out of their folder (data.skip_corrupt=true), e.g. {self.skipped_files[0]}")
         self.dropped = self._filter_training(min_duration, max_duration)
         if label_fraction < 1:  # one "class": a plain seeded subset, the same on every rank
             train = self.utterances["train"]
@@ -188,10 +189,11 @@ class SpeechDataModule(pl.LightningDataModule):
 
     def _read(self, split: str, skip_corrupt: bool) -> list[Utterance]:
         key = f"data.{split}_manifest"
-        utterances, skipped = check_audio(read_utterances(self.root, self.names[split], key, self.labelled), skip_corrupt)
+        utterances, links = read_utterances(self.root, self.names[split], key, self.labelled, skip_corrupt)
+        utterances, skipped = check_audio(utterances, skip_corrupt)
         if not utterances:
             raise ConfigError(f"{key}: none of the {len(skipped)} audio files of {self.root / self.names[split]} is readable, e.g. {skipped[0]}")
-        self.skipped_files += skipped
+        self.skipped_files += links + skipped
         if self.labelled:
             utterances = [Utterance(u.path, u.duration, self.normalise(u.text), u.source) for u in utterances]
         return utterances

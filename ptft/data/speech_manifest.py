@@ -6,15 +6,20 @@
 * the LibriSpeech layout ``<split>/<speaker>/<chapter>/*.flac`` with ``<speaker>-<chapter>.trans.txt``
   (lines ``<utterance id> <TRANSCRIPT>``);
 * a plain folder of audio files (searched recursively; unlabelled).
+
+Folders are walked with :func:`~ptft.data.folder_files.folder_files`: symlinks out of the folder
+are never followed (an error, or skipped and counted with ``skip_corrupt``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ptft.data.audio import AUDIO_EXTENSIONS, audio_frames
+from ptft.data.folder_files import folder_files
 from ptft.data.text_classification import read_text
 from ptft.errors import ConfigError, CorruptAudioError, MissingPathError
 
@@ -62,39 +67,43 @@ def read_manifest(path: Path, labelled: bool) -> list[Utterance]:
     return utterances
 
 
-def read_librispeech(folder: Path, labelled: bool) -> list[Utterance]:
-    """The utterances listed in the ``*.trans.txt`` files under a LibriSpeech split folder."""
+def read_librispeech(transcript_files: list[str], audio_files: list[str], labelled: bool) -> list[Utterance]:
+    """The utterances listed in the ``*.trans.txt`` files of a LibriSpeech split folder; an
+    utterance whose ``.flac`` is a symlink not followed (not in ``audio_files``) is left out."""
     utterances = []
-    for transcripts in sorted(folder.rglob("*.trans.txt")):
+    listed = set(audio_files)
+    for transcripts in map(Path, transcript_files):
         for number, line in enumerate(read_text(transcripts).splitlines(), 1):
             if not line.strip():
                 continue
             source = f"{transcripts}:{number}"
             name, _, text = line.strip().partition(" ")
             text = check_transcript(text, source) if labelled else None
-            utterances.append(Utterance(str(transcripts.parent / f"{name}.flac"), None, text, source))
+            path = str(transcripts.parent / f"{name}.flac")
+            if path in listed or not os.path.islink(path):
+                utterances.append(Utterance(path, None, text, source))
     return utterances
 
 
-def read_audio_folder(folder: Path) -> list[Utterance]:
-    """Every audio file under ``folder`` (sorted), unlabelled."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-    return [Utterance(str(p), None, None) for p in files]
-
-
-def read_utterances(root: Path, name: str, key: str, labelled: bool) -> list[Utterance]:
+def read_utterances(root: Path, name: str, key: str, labelled: bool, skip_corrupt: bool = False) -> tuple[list[Utterance], list[str]]:
     """The utterances ``key`` names: ``root / name`` is a JSONL manifest, a LibriSpeech split
-    folder, or (unlabelled) a folder of audio files (``name`` ``.``: ``root`` itself)."""
+    folder, or (unlabelled) a folder of audio files (``name`` ``.``: ``root`` itself); and the
+    symlinks of a folder that were not followed (``skip_corrupt``), as ``<link>: <why>`` lines."""
     target = root / name
+    links: list[str] = []
     if target.is_file():
         utterances = read_manifest(target, labelled)
-    elif target.is_dir() and next(target.rglob("*.trans.txt"), None) is not None:
-        utterances = read_librispeech(target, labelled)
     elif target.is_dir():
-        if labelled:
+        files, links = folder_files(target, AUDIO_EXTENSIONS + (".trans.txt",), skip_corrupt)
+        transcripts = [path for path in files if path.endswith(".trans.txt")]
+        audio = [path for path in files if not path.endswith(".trans.txt")]
+        if transcripts:
+            utterances = read_librispeech(transcripts, audio, labelled)
+        elif labelled:
             raise ConfigError(f"{key}: {target} is a folder of audio without transcripts; give a JSONL manifest or a "
                               "LibriSpeech split folder, or set data.labelled=false to use audio only")
-        utterances = read_audio_folder(target)
+        else:
+            utterances = [Utterance(path, None, None) for path in audio]
     elif not root.is_dir():
         raise MissingPathError(f"data.root: {root} is not a folder (set data.root or $PTFT_DATA)")
     else:
@@ -102,20 +111,20 @@ def read_utterances(root: Path, name: str, key: str, labelled: bool) -> list[Utt
         raise MissingPathError(f"{key}: {target} is neither a manifest nor a folder; in {root}: {', '.join(found[:20])}")
     if not utterances:
         raise ConfigError(f"{key}: {target} lists no utterances" + ("" if target.is_file() else f" (looked for {', '.join(AUDIO_EXTENSIONS)})"))
-    return utterances
+    return utterances, links
 
 
 def check_audio(utterances: list[Utterance], skip_corrupt: bool) -> tuple[list[Utterance], list[str]]:
     """The utterances whose file exists and has samples (by its header), each with its duration
-    (the header's when the list gave none), and the files skipped (``skip_corrupt``); without
-    ``skip_corrupt`` a bad file is an error naming it and the line that lists it."""
+    (the header's when the list gave none), and the files skipped (``skip_corrupt``) as
+    ``<file>: <why>`` lines; without ``skip_corrupt`` a bad file is an error naming it and the line that lists it."""
     good, skipped = [], []
     for utterance in utterances:
         try:
             frames, rate = audio_frames(utterance.path)
         except (MissingPathError, CorruptAudioError) as error:
             if skip_corrupt:
-                skipped.append(utterance.path)
+                skipped.append(str(error))
                 continue
             where = f"{utterance.source}: " if utterance.source else ""
             raise type(error)(f"{where}{error}; fix or remove it, or set data.skip_corrupt=true to skip such files") from None

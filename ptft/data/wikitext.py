@@ -26,6 +26,7 @@ from ptft.data.text_files import check_split_files, default_cache_dir, file_dige
 from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, check_tokenizer_settings, load_tokenizer, tokenizer_settings, train_tokenizer
 from ptft.errors import ConfigError, MissingPathError
+from ptft.temp_files import remove_stale_temp_files, temp_path
 
 CACHE_VERSION = "1"
 ENCODE_BATCH_BYTES = 1 << 20
@@ -49,7 +50,7 @@ def tokenize_file(path: Path, tokenizer: TextTokenizer, out: Path) -> int:
     """Write the token ids of ``path`` (an end-of-text token after each line) to ``out`` as a flat
     array; returns the number of tokens. Written under a temporary name, then renamed."""
     dtype = token_dtype(tokenizer.vocab_size)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = temp_path(out)
     count = text_tokens = 0
     with open(tmp, "wb") as file, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"tokenizing {path.name}", leave=False) as bar:
         for batch in text_batches(path):
@@ -185,13 +186,14 @@ class WikiTextDataModule(pl.LightningDataModule):
             raise MissingPathError(f"tokenizer cache {path} is missing: prepare_data did not run on this node")
         batches = ([text for text, _ in batch] for batch in text_batches(self.files["train"]))
         tokenizer = train_tokenizer(batches, **json.loads(self.settings))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = temp_path(path)
         tokenizer.save(tmp)
         os.replace(tmp, path)
         return tokenizer
 
     def prepare_data(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(self.cache_dir)  # of a killed tokenization
         self.spec.tokenizer = self._load_or_train_tokenizer(train=True)
         for split in self.files:
             out = self._tokens_path(split)

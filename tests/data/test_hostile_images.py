@@ -74,6 +74,26 @@ def test_skip_corrupt_skips_and_counts_every_bad_file_and_loops(tmp_path):
     assert all("again" not in path for path, _ in dm.samples["train"])
 
 
+@pytest.mark.parametrize("link, target", [("loop", "../.."), ("loop", ".."), ("leak.jpg", "../../val/dog/0.jpg")],
+                         ids=["to_the_root", "to_the_split", "file_to_another_split"])
+def test_a_symlink_out_of_its_class_folder_never_contributes_samples(tmp_path, link, target):
+    root = tree(tmp_path)
+    cat = root / "train" / "cat"
+    (cat / "sub").mkdir()
+    os.symlink("../0.jpg", cat / "sub" / "again.jpg")  # links that stay inside the class folder are followed
+    os.symlink(target, cat / link)
+    with pytest.raises(PtftError, match=rf"train/cat/{re.escape(link)}: symlink to .*, outside its folder .*train/cat; "
+                                        r"remove the link, or set data.skip_corrupt=true") as info:
+        ImageFolderDataModule(root=str(root), num_workers=0)
+    assert "\n" not in str(info.value)
+    dm = ImageFolderDataModule(root=str(root), num_workers=0, skip_corrupt=True)
+    cats = sorted(os.path.relpath(path, cat) for path, label in dm.samples["train"] if label == 0)
+    assert cats == ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "sub/again.jpg"]
+    assert len(dm.samples["train"]) == 13 and len(dm.samples["val"]) == 12
+    assert len(dm.skipped_files) == 1 and re.fullmatch(rf".*train/cat/{re.escape(link)}: symlink to .*, outside its folder .*",
+                                                       dm.skipped_files[0])
+
+
 def test_a_class_folder_without_images_is_named(tmp_path):
     root = tree(tmp_path)
     for image in (root / "val" / "owl").iterdir():

@@ -92,7 +92,7 @@ def test_bad_audio_stops_early_naming_the_line_or_is_skipped_and_counted(speech_
     write_manifest(speech_data / "train.jsonl", rows)
     with pytest.warns(UserWarning, match="skipped 3 missing, unreadable or zero-length"):
         data = speech(speech_data, skip_corrupt=True)
-    assert len(data.utterances["train"]) == 24 and [Path(p).name for p in data.skipped_files] == ["gone.wav", "broken.wav", "empty.wav"]
+    assert len(data.utterances["train"]) == 24 and [Path(line.split(": ")[0]).name for line in data.skipped_files] == ["gone.wav", "broken.wav", "empty.wav"]
 
 
 def test_duration_limits_drop_and_count_training_utterances(speech_data: Path):

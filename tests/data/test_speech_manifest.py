@@ -45,11 +45,11 @@ def test_manifest_paths_relative_to_its_folder_or_absolute(tmp_path: Path):
         {"audio_filepath": "clips/a.wav", "duration": 0.25, "text": "Hallo!", "speaker": "m"},
         {"audio_filepath": str(elsewhere), "text": "daar"},  # no duration: from the header
     ])
-    utterances, skipped = check_audio(read_utterances(tmp_path / "data", "train.jsonl", "data.train_manifest", True), False)
+    utterances, skipped = check_audio(read_utterances(tmp_path / "data", "train.jsonl", "data.train_manifest", True)[0], False)
     assert [Path(u.path) for u in utterances] == [tmp_path / "data" / "clips" / "a.wav", elsewhere]
     assert [u.duration for u in utterances] == [0.25, 0.3] and [u.text for u in utterances] == ["Hallo!", "daar"]
     assert utterances[0].source.endswith("train.jsonl:1") and skipped == []
-    unlabelled = read_utterances(tmp_path / "data", "train.jsonl", "data.train_manifest", False)
+    unlabelled, _ = read_utterances(tmp_path / "data", "train.jsonl", "data.train_manifest", False)
     assert [u.text for u in unlabelled] == [None, None]
 
 
@@ -70,11 +70,11 @@ def test_bad_manifest_lines_are_errors_naming_file_and_line(tmp_path: Path, line
 def test_missing_audio_names_the_manifest_line_or_is_skipped_and_counted(tmp_path: Path):
     write_tone(tmp_path / "a.wav", 0.1)
     write_manifest(tmp_path / "train.jsonl", [{"audio_filepath": "a.wav", "text": "x"}, {"audio_filepath": "gone.wav", "text": "y"}])
-    utterances = read_utterances(tmp_path, "train.jsonl", "data.train_manifest", True)
+    utterances, _ = read_utterances(tmp_path, "train.jsonl", "data.train_manifest", True)
     with pytest.raises(MissingPathError, match=r"train.jsonl:2: .*gone.wav: audio file does not exist; .*data.skip_corrupt=true"):
         check_audio(utterances, skip_corrupt=False)
     good, skipped = check_audio(utterances, skip_corrupt=True)
-    assert len(good) == 1 and skipped == [str(tmp_path / "gone.wav")]
+    assert len(good) == 1 and skipped == [f"{tmp_path / 'gone.wav'}: audio file does not exist"]
 
 
 def test_librispeech_layout(tmp_path: Path):
@@ -82,7 +82,7 @@ def test_librispeech_layout(tmp_path: Path):
     for i in range(2):
         write_tone(chapter / f"84-121123-000{i}.flac", 0.2 + i / 10)
     (chapter / "84-121123.trans.txt").write_text("84-121123-0000 GO DO YOU HEAR\n84-121123-0001 BUT IN LESS THAN FIVE MINUTES\n")
-    utterances, _ = check_audio(read_utterances(tmp_path / "LibriSpeech", "dev-clean", "data.val_manifest", True), False)
+    utterances, _ = check_audio(read_utterances(tmp_path / "LibriSpeech", "dev-clean", "data.val_manifest", True)[0], False)
     assert [u.text for u in utterances] == ["GO DO YOU HEAR", "BUT IN LESS THAN FIVE MINUTES"]
     assert [round(u.duration, 3) for u in utterances] == [0.2, 0.3] and utterances[1].path.endswith("84-121123-0001.flac")
     (chapter / "84-121123.trans.txt").write_text("84-121123-0000 GO\n84-121123-0001\n")
@@ -94,7 +94,7 @@ def test_audio_folder_is_unlabelled(tmp_path: Path):
     write_tone(tmp_path / "clips" / "a.ogg", 0.2)
     write_tone(tmp_path / "clips" / "sub" / "b.wav", 0.1)
     (tmp_path / "clips" / "notes.txt").write_text("not audio")
-    utterances = read_utterances(tmp_path, "clips", "data.train_manifest", False)
+    utterances, _ = read_utterances(tmp_path, "clips", "data.train_manifest", False)
     assert [Path(u.path).name for u in utterances] == ["a.ogg", "b.wav"] and utterances[0].text is None
     with pytest.raises(ConfigError, match="folder of audio without transcripts"):
         read_utterances(tmp_path, "clips", "data.train_manifest", True)
@@ -162,3 +162,20 @@ def test_bucketed_loader_resumes_after_k_batches_with_the_same_batches():
     resumed = loader(num_workers=1)  # a worker's DataLoader calls iter(sampler) twice and drops the first
     resumed.load_state_dict(state)
     assert [batch.tolist() for batch in resumed] == whole[5:] and len(whole) == len(resumed) == 13
+
+
+@pytest.mark.parametrize("layout", ["folder", "librispeech"])
+def test_symlinks_out_of_an_audio_folder_are_refused_or_skipped_and_counted(tmp_path: Path, layout: str):
+    split = tmp_path / "train" / "84"
+    write_tone(split / "84-0.flac", 0.1)
+    write_tone(tmp_path / "test" / "84-1.flac", 0.2)
+    (split / "84-1.flac").symlink_to("../../test/84-1.flac")
+    (split / "up").symlink_to("../..")
+    if layout == "librispeech":
+        (split / "84.trans.txt").write_text("84-0 HELLO\n84-1 TEST AUDIO\n")
+    labelled = layout == "librispeech"
+    with pytest.raises(ConfigError, match=r"train/84/84-1.flac: symlink to .*test/84-1.flac, outside its folder .*train; remove the link"):
+        read_utterances(tmp_path, "train", "data.train_manifest", labelled)
+    utterances, links = read_utterances(tmp_path, "train", "data.train_manifest", labelled, skip_corrupt=True)
+    assert [Path(u.path).name for u in utterances] == ["84-0.flac"]
+    assert [Path(line.split(": ")[0]).name for line in links] == ["84-1.flac", "up"]
