@@ -12,9 +12,10 @@ import optuna
 
 from ptft.errors import SweepError
 from ptft.sweep.report import best_trial, results_table
-from ptft.sweep.runner import Objective, TrialFailed, check_command
-from ptft.sweep.search import sampler_for
+from ptft.sweep.runner import Objective, check_command
+from ptft.sweep.search import grid_space, sampler_for
 from ptft.sweep.spec import Sweep, load_sweep
+from ptft.sweep.trials import grid_points, run_trials
 
 
 def default_storage(sweep_dir: Path, name: str) -> str:
@@ -88,26 +89,28 @@ def main(argv: list[str]) -> None:
     except SweepError as error:
         p.exit(2, f"ptft sweep: error: {error}\n")
     before = len(study.trials)
-    grid = isinstance(study.sampler, optuna.samplers.GridSampler)
-    count = options.count or math.prod(len(d.choices) for d in sweep.parameters.values())  # a grid stops when complete
-    if grid and study.sampler.is_exhausted(study):
-        count = 0
+    grid = grid_space(sweep) if sweep.method == "grid" else None
+    points = math.prod(map(len, grid.values())) if grid else 0
+    count = options.count or points - grid_points(study, grid)[0]  # a grid: the points no trial holds
     if sweep.run_cap is not None:
         count = min(count, max(sweep.run_cap - before, 0))
     print(f"ptft sweep: study {sweep.name} ({sweep.method}, {sweep.goal} {sweep.metric}) in {storage}: "
           f"{before} trial(s) so far, running up to {count} more", flush=True)
     interrupted = False
     try:
-        if count:
-            study.optimize(objective, n_trials=count, catch=(TrialFailed,))
+        run_trials(study, objective, count, sweep_dir / f"{sweep.name}.lock", grid)
     except KeyboardInterrupt:
         interrupted = True
     print(f"\n{results_table(study, sweep)}")
     best = best_trial(study, sweep)
     if best:
         print(f"\n{best}")
-    if grid and study.sampler.is_exhausted(study):
-        print("ptft sweep: the grid is complete")
+    if grid:
+        held, finished = grid_points(study, grid)
+        if finished == points:
+            print("ptft sweep: the grid is complete")
+        elif held == points:
+            print(f"ptft sweep: every grid point is taken; {points - finished} still running in other processes")
     if interrupted:
         print("ptft sweep: interrupted; run the same command again to continue the study", file=sys.stderr)
         sys.exit(130)

@@ -100,10 +100,23 @@ def grid_values(dist: IntDistribution | FloatDistribution, limit: int = 10_000) 
     return values if isinstance(dist, IntDistribution) else [round(v, 12) for v in values]
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler without its stop at the end of the grid, which works only inside
+    ``study.optimize``: :func:`ptft.sweep.trials.run_trials` creates a grid trial only while a point is free."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+def grid_space(sweep: Sweep) -> dict[str, list]:
+    """The grid of a grid sweep: every value of each parameter."""
+    return {key: list(dist.choices) for key, dist in sweep.parameters.items()}
+
+
 def sampler_for(sweep: Sweep, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """grid -> GridSampler, random -> RandomSampler, bayes -> TPESampler."""
     if sweep.method == "grid":
-        return optuna.samplers.GridSampler({k: list(d.choices) for k, d in sweep.parameters.items()}, seed=seed)
+        return GridSampler(grid_space(sweep), seed=seed)
     if sweep.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
