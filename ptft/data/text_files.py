@@ -11,7 +11,9 @@ from ptft.data.paths import resolve_data_path
 from ptft.errors import ConfigError, MissingPathError
 
 CHUNK_BYTES = 1 << 20
-MAX_PIECE_BYTES = 4 << 20  # a longer line is split at whitespace (or a character boundary)
+# A longer line is split at whitespace (or a character boundary): tokenizers take a long text at a cost
+# that grows faster than its length (a 4 MB piece: over 500 MB), so pieces stay short.
+MAX_PIECE_BYTES = 64 << 10
 
 
 def check_text_file(path: Path, key: str) -> Path:
@@ -46,20 +48,21 @@ def _decode(piece: bytes, path: Path, offset: int) -> str:
 
 
 def _split_point(buffer: bytes) -> int:
-    """Where to cut an over-long line: after its last whitespace, else at a character boundary."""
-    cut = max(buffer.rfind(b" ", 0, MAX_PIECE_BYTES), buffer.rfind(b"\t", 0, MAX_PIECE_BYTES)) + 1
+    """Where to cut an over-long line: before its last whitespace (which stays with the next word,
+    as a byte-level BPE reads it), else at a character boundary."""
+    cut = max(buffer.rfind(b" ", 0, MAX_PIECE_BYTES), buffer.rfind(b"\t", 0, MAX_PIECE_BYTES))
     if cut > 0:
         return cut
     cut = MAX_PIECE_BYTES
     while cut > 0 and buffer[cut] & 0xC0 == 0x80:  # never inside a multi-byte character
         cut -= 1
-    return cut
+    return cut or MAX_PIECE_BYTES  # continuation bytes only: not UTF-8, which decoding the piece reports
 
 
 def read_lines(path: Path) -> Iterator[tuple[str, bool]]:
     """``(text, ends_line)`` pieces of a UTF-8 file, without the newline, read in 1 MB chunks:
-    memory stays bounded whatever the file's size. A line longer than 4 MB comes in several pieces
-    (``ends_line`` False for all but the last), cut at whitespace. Non-UTF-8 bytes raise a
+    memory stays bounded whatever the file's size. A line longer than 64 KB comes in several pieces
+    (``ends_line`` False for all but the last), cut before whitespace. Non-UTF-8 bytes raise a
     ConfigError with the byte offset."""
     offset = 0  # file offset of buffer[0]
     buffer = b""
