@@ -21,11 +21,12 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError, OutputExistsError, PtftError, one_line
 from ptft.handoff import export_backbone, read_pretrained
+from ptft.parse_errors import one_line_parse_error
 from ptft import quiet
 from ptft.tasks.base import PtftTask
 from ptft.callbacks import ExperimentConfig, RunFolders
@@ -84,31 +85,6 @@ class RunConfigSaver(SaveConfigCallback):
         self.parser.save(self.config, str(path), skip_none=False, multifile=self.multifile)
 
 
-def one_line_parse_error(message: str) -> str:
-    """jsonargparse's multi-line report of a bad value as ``KEY: expected TYPE, got VALUE``.
-
-    Nested keys are joined (``data`` + ``batch_size`` -> ``data.batch_size``); messages of another
-    shape are collapsed onto one line.
-    """
-    keys = re.findall(r'Parser key "([^"]+)"', message)
-    nested = re.search(r"NestedArg\(key='([^']+)', val=(.*)\)\s*$", message, re.S)
-    if not keys:
-        return " ".join(message.split())
-    key = f"{keys[0]}.{nested.group(1)}" if nested else ".".join(keys)
-    owner = re.search(r"given class_path '([\w.]+)'", message)
-    if re.search(r"Option '[^']+' is not accepted", message):
-        return f"{key}: no such option" + (f" of {owner.group(1)}" if owner else "")
-    tail = message[message.rfind(f'Parser key "{keys[-1]}"'):]
-    expected = []
-    for whole, name in re.findall(r"Expected a (<class '([\w.]+)'>|typing\.Literal\[[^\]]*\])", tail):
-        if name != "NoneType":
-            expected.append(name or "one of " + whole[len("typing.Literal["):-1])
-    got = re.search(r"Got value: (.*?)(?:\n|$)", tail)
-    given = re.search(r"Given value: (.*?)\s*$", message, re.S)
-    value = nested.group(2) if nested else got.group(1) if got else given.group(1) if given else "?"
-    return f"{key}: expected {' or '.join(expected) or 'another value'}, got {value.strip()}"
-
-
 class PtftArgumentParser(LightningArgumentParser):
     """Reports a bad command line or config value as one line, ``ptft: error: KEY: ...``."""
 
@@ -156,16 +132,31 @@ class PtftCLI(LightningCLI):
         self.model.check_data(spec)
 
     def _before_run(self) -> None:
-        """Before any subcommand runs: check the model against the data's spec and (fit) the LR
-        schedule against the run's length when it is known without the data, before the data is
-        prepared (tokenizers trained, files tokenized); then make the W&B loggers start quietly."""
+        """Before any subcommand runs: check the model against the data's spec and (fit) the run's
+        length, the optimizers' arguments and the LR schedule against the run's length when it is known
+        without the data, before the data is prepared (tokenizers trained, files tokenized); then make
+        the W&B loggers start quietly."""
         self._check_data()
+        if self.subcommand == "fit":
+            for option in ("max_steps", "max_epochs"):
+                if getattr(self.trainer, option) == 0:
+                    raise ConfigError(f"trainer.{option}: 0 trains nothing; give a number >= 1, or -1 for no limit")
+            if isinstance(self.model, PtftTask):
+                self.model.check_optimizers()
         run_steps = known_run_length(self.trainer) if self.subcommand == "fit" else None
         if run_steps is not None and isinstance(self.model, PtftTask):
             self.model.check_schedule(run_steps)
         quiet.prepare_loggers(self.trainer.loggers)
 
     before_validate = before_test = before_predict = _before_run
+
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        """The trainer; a value it refuses (``max_steps=-5``) is a ConfigError naming the option."""
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as error:
+            option = re.match(r"`(\w+)`", str(error))
+            raise ConfigError(f"trainer{'.' + option.group(1) if option else ''}: {error}") from None
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Runs the subcommand; a run that fails before it starts (before training, or before the
@@ -353,7 +344,8 @@ def main(argv: list[str] | None = None) -> None:
         bad_input = _ptft_error(error)
         if bad_input is None:
             raise
-        sys.exit(f"ptft: error: {one_line(bad_input)}")  # bad input: one line naming the file or key, no traceback
+        print(f"ptft: error: {one_line(bad_input)}", file=sys.stderr)  # one line naming the file or key, no traceback
+        sys.exit(bad_input.exit_code)
 
 
 def _ptft_error(error: BaseException) -> PtftError | None:

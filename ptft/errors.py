@@ -7,6 +7,7 @@ class PtftError(Exception):
     """Bad input, detected before it can do harm; the message names the file or config key."""
 
     latest: "PtftError | None" = None  # jsonargparse re-raises errors from __init__ as text only
+    exit_code = 2  # the ``ptft`` command's exit status: 2 for bad input, as for a bad command line
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
@@ -36,6 +37,8 @@ class OutputExistsError(PtftError, FileExistsError):
 class DivergenceError(PtftError, FloatingPointError):
     """A loss became NaN or infinite; the run stopped before any checkpoint held the update that would spread it."""
 
+    exit_code = 1  # the run failed; its input may be fine
+
 
 class SweepError(PtftError, ValueError):
     """A sweep YAML or ``ptft sweep`` argument that cannot be used; the message names the key."""
@@ -44,6 +47,8 @@ class SweepError(PtftError, ValueError):
 class WriteFailedError(PtftError, OSError):
     """A file (a checkpoint) could not be written because the disk is full; the message names the
     file and says whether an earlier file at that path is intact."""
+
+    exit_code = 1  # the run failed; its input may be fine
 
 
 def one_line(error: BaseException) -> str:

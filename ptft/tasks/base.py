@@ -3,6 +3,7 @@ the run machinery (as callbacks) every run gets."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
@@ -56,6 +57,8 @@ class PtftTask(pl.LightningModule):
     nonfinite_loss_name: ClassVar[str] = "train/loss"  # how the guard names the loss training_step returns
     # Init arguments that are objects, not hyperparameters: left out of save_hyperparameters.
     not_hyperparameters: ClassVar[list[str]] = ["backbone", "optimizer", "lr_scheduler", "data_spec"]
+    # The task's optimizer factories (attributes) and the model options that give them.
+    optimizer_options: ClassVar[dict[str, str]] = {"optimizer": "optimizer"}
 
     def __init__(
         self,
@@ -118,6 +121,19 @@ class PtftTask(pl.LightningModule):
             raise
         except Exception:  # noqa: BLE001 - only ptft's ConfigErrors are reported this early
             pass
+
+    def check_optimizers(self) -> None:
+        """Raise a ConfigError naming the option when an optimizer refuses its arguments (torch checks
+        ``lr``, ``betas``, ``eps``, ... when it is built); built on a throwaway parameter, so the CLI can
+        call it before the data is prepared."""
+        for attribute, option in self.optimizer_options.items():
+            factory = getattr(self, attribute)
+            try:
+                factory([torch.zeros(1, requires_grad=True)])
+            except ValueError as error:  # torch's refusal; other errors are left to configure_optimizers
+                named = [k for k, v in getattr(factory, "keywords", {}).items() if re.search(rf"(?<![\w.-]){re.escape(str(v))}\b", str(error))]
+                key = f"model.{option}" + (f".init_args.{named[0]}" if len(named) == 1 else "")
+                raise ConfigError(f"{key}: the optimizer refuses it: {error}") from None
 
     def setup(self, stage: str) -> None:
         if self.data_spec is not None:

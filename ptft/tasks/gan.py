@@ -83,6 +83,7 @@ class GANPretraining(PtftTask):
     """
 
     not_hyperparameters = [*PtftTask.not_hyperparameters, "generator_optimizer", "discriminator_optimizer"]
+    optimizer_options = {"optimizer": "discriminator_optimizer", "generator_optimizer": "generator_optimizer"}
 
     def __init__(
         self,

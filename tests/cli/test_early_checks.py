@@ -44,7 +44,7 @@ def test_the_run_length_is_known_without_data_only_without_an_epoch_limit(max_st
     assert known_run_length(trainer) == expected
 
 
-def test_a_warmup_longer_than_max_steps_fails_before_the_tokenizer_is_trained_and_leaves_no_run_folder(text_root, tmp_path, monkeypatch):
+def test_a_warmup_longer_than_max_steps_fails_before_the_tokenizer_is_trained_and_leaves_no_run_folder(text_root, tmp_path, monkeypatch, capsys):
     cache = tmp_path / "cache"
     args = lm_args("mlm_wikitext2.yaml", text_root, cache, steps=10)  # the config's W&B logger (offline), save_dir runs/...
     monkeypatch.chdir(tmp_path)
@@ -52,9 +52,9 @@ def test_a_warmup_longer_than_max_steps_fails_before_the_tokenizer_is_trained_an
         main([*args, "-c", warmup_100(tmp_path)])
     assert files_under(cache) == []  # no tokenizer trained, no file tokenized
     assert not (tmp_path / "runs").exists()  # no W&B run, no config.yaml
-    assert exit_info.value.code == (
+    assert exit_info.value.code == 2 and capsys.readouterr().err == (
         "ptft: error: lr_scheduler.init_args: need 0 <= warmup < total steps, got 100 and 10 "
-        "(the run's length: trainer.max_steps, or max_epochs x batches per epoch); shorten the warmup or lengthen the schedule")
+        "(the run's length: trainer.max_steps, or max_epochs x batches per epoch); shorten the warmup or lengthen the schedule\n")
 
 
 def test_a_schedule_that_needs_the_data_fails_before_training_and_leaves_no_run_folder_but_keeps_earlier_ones(text_root, tmp_path):
@@ -67,7 +67,7 @@ def test_a_schedule_that_needs_the_data_fails_before_training_and_leaves_no_run_
     before = files_under(tmp_path / "runs")
     args = lm_args("mlm_wikitext2.yaml", text_root, tmp_path / "cache")
     result = run_ptft(*args, "-c", warmup_100(tmp_path), "--trainer.max_steps=-1", "--trainer.max_epochs=1", cwd=tmp_path, check=False)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert files_under(tmp_path / "runs") == before  # the new W&B run and its links are gone, the earlier run is kept
     assert os.readlink(runs / "wandb" / "latest-run") == earlier.name
     assert "wandb sync" not in result.stdout + result.stderr  # the removed W&B run is not offered for syncing
@@ -95,13 +95,14 @@ def image_backbone_on_text(text_root: Path, tmp_path: Path) -> list[str]:
      "the tokenizer has 352 tokens but the backbone's vocab_size is 100"),
     (image_backbone_on_text, "the data gives text inputs, but the backbone DCGANEncoder reads image inputs"),
 ], ids=["vocab_size_below_the_tokenizer", "image_backbone_on_text"])
-def test_a_model_that_cannot_read_the_data_leaves_no_run_folder(text_root, tmp_path, args, message):
+def test_a_model_that_cannot_read_the_data_leaves_no_run_folder(text_root, tmp_path, args, message, capsys):
     earlier = tmp_path / "csv" / "lightning_logs" / "version_0"  # an earlier run in the same save_dir
     earlier.mkdir(parents=True)
     (earlier / "config.yaml").write_text("seed_everything: 0\n")
     with pytest.raises(SystemExit) as exit_info:
         main(args(text_root, tmp_path))
-    assert str(exit_info.value.code).startswith(f"ptft: error: {message}")
+    last_line = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]  # after the progress bars
+    assert exit_info.value.code == 2 and last_line.startswith(f"ptft: error: {message}")
     assert files_under(tmp_path / "csv") == ["lightning_logs", "lightning_logs/version_0", "lightning_logs/version_0/config.yaml"]
     if "DCGAN" in message:
         assert files_under(tmp_path / "cache") == []  # refused before the data was prepared

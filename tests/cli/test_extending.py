@@ -89,15 +89,15 @@ def test_new_objective_backbone_and_datamodule_pretrain_export_probe(tmp_path, m
 
 
 @pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")  # ptft runs in this process, under pytest's argv
-def test_new_datamodule_rejects_a_bad_file_in_one_line_before_writing(tmp_path):
+def test_new_datamodule_rejects_a_bad_file_in_one_line_before_writing(tmp_path, capsys):
     data = make_npz_splits(tmp_path)
     np.savez(tmp_path / "gray.npz", images=np.zeros((4, 16, 16), np.uint8), labels=np.zeros(4, np.int64))
     with pytest.raises(SystemExit) as stop:  # in this process: it stops before a trainer is built
         ptft(["fit", "-c", str(ROTATION), *data, f"--data.val_file={tmp_path / 'gray.npz'}",
               f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
-    message = str(stop.value.code)
-    assert message.startswith("ptft: error: data.val_file: ") and "gray.npz: 'images' must be uint8 (N, H, H, 3)" in message
-    assert "\n" not in message and not (tmp_path / "runs").exists()
+    message = capsys.readouterr().err
+    assert stop.value.code == 2 and message.startswith("ptft: error: data.val_file: ") and "gray.npz: 'images' must be uint8 (N, H, H, 3)" in message
+    assert message.count("\n") == 1 and not (tmp_path / "runs").exists()
 
 
 class NoSpecData(pl.LightningDataModule):
@@ -108,7 +108,7 @@ class NoSpecData(pl.LightningDataModule):
 
 
 @pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
-def test_a_datamodule_without_a_spec_is_refused_before_writing(tmp_path):
+def test_a_datamodule_without_a_spec_is_refused_before_writing(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         ptft(["fit", "-c", str(ROTATION), f"--data={__name__}.NoSpecData", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
-    assert "ptft: error: data: NoSpecData has no spec" in str(stop.value.code) and not (tmp_path / "runs").exists()
+    assert stop.value.code == 2 and "ptft: error: data: NoSpecData has no spec" in capsys.readouterr().err and not (tmp_path / "runs").exists()

@@ -111,7 +111,7 @@ def test_bad_n_critic_is_one_line_naming_the_key(tmp_path):
     tree = make_image_tree(tmp_path / "tree", per_class=2)
     result = run_ptft("fit", "-c", str(CONFIGS / "pretrain/gan_imagenette.yaml"), f"--data.root={tree}", "--model.n_critic=0",
                       cwd=tmp_path, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("ptft: error: model.n_critic must be an integer >= 1")
     assert not (tmp_path / "runs").exists()
 
@@ -120,4 +120,4 @@ def test_image_size_the_generator_cannot_make_is_one_line(tmp_path):
     tree = make_image_tree(tmp_path / "tree", per_class=2)
     result = run_ptft("fit", "-c", str(CONFIGS / "pretrain/gan_imagenette.yaml"), f"--data.root={tree}", "--data.image_size=48",
                       cwd=tmp_path, check=False)
-    assert result.returncode == 1 and "cannot produce 48 px images" in result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "cannot produce 48 px images" in result.stderr.strip().splitlines()[-1]

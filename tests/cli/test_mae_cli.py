@@ -81,7 +81,7 @@ def test_mae_two_process_ddp_and_bf16(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")  # built in this process, under pytest's argv
-def test_data_image_size_alone_sizes_the_vit_and_an_explicit_conflict_is_refused(tmp_path):
+def test_data_image_size_alone_sizes_the_vit_and_an_explicit_conflict_is_refused(tmp_path, capsys):
     tree = make_image_tree(tmp_path / "tree", per_class=1, size=(8, 8))
     config = ["-c", str(CONFIGS / "pretrain/mae_imagenette.yaml"), f"--data.root={tree}", "--data.image_size=32", "--data.num_workers=0"]
     cli = run_cli([*config, "--trainer.logger=false"], run=False)
@@ -90,6 +90,6 @@ def test_data_image_size_alone_sizes_the_vit_and_an_explicit_conflict_is_refused
     cli.model.check_data(cli.datamodule.spec)
     with pytest.raises(SystemExit) as stop:
         main(["fit", *config, "--model.backbone.init_args.image_size=64", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
-    assert str(stop.value.code) == ("ptft: error: data.image_size=32 but the ViT backbone has image_size=64; "
-                                    "set model.backbone.init_args.image_size=32")
+    assert stop.value.code == 2 and capsys.readouterr().err == ("ptft: error: data.image_size=32 but the ViT backbone has "
+                                                                "image_size=64; set model.backbone.init_args.image_size=32\n")
     assert not (tmp_path / "runs").exists()
