@@ -15,8 +15,9 @@ metrics and the checkpoint path to ``runs/sweeps/<name>/trial-<n>/report.json``,
 reads them, next to the trial's logs; that folder is also the trial's ``trainer.default_root_dir``, so
 runs without a logger keep their checkpoints apart. W&B runs are grouped by the sweep name (``WANDB_RUN_GROUP``).
 
-spec.py reads the YAML, search.py maps it to Optuna, runner.py runs a trial, report.py prints the
-results and command.py is the command.
+spec.py reads the YAML, search.py maps it to Optuna, runner.py runs a trial, trials.py runs the
+study's trials beside other processes (each grid point once), report.py prints the results and
+command.py is the command.
 """
 
 from ptft.sweep.command import main
