@@ -30,6 +30,7 @@ class FakeObjective:
 
 
 def test_two_processes_on_one_grid_run_each_point_once_and_only_the_last_reports_it_complete(tmp_path, capsys, monkeypatch):
+    FakeObjective.started.clear(), FakeObjective.release.clear()
     monkeypatch.setattr("ptft.sweep.command.Objective", FakeObjective)
     monkeypatch.setattr("ptft.sweep.command.check_command", lambda sweep, overrides: None)
     path = write_sweep(tmp_path, method="grid", parameters={"model.mask_ratio": {"values": [0.0, 0.1, 0.2, 0.3]},
