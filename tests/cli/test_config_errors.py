@@ -7,8 +7,6 @@ from helpers import CONFIGS
 from ptft.cli import main, run_cli
 
 AUTOENCODER = str(CONFIGS / "pretrain" / "autoencoder_imagenette.yaml")
-BACKBONES = ", ".join(f"ptft.backbones.{name}" for name in
-                      ("Backbone", "Conformer", "DCGANEncoder", "DeepSpeech2", "ResNet", "TextTransformer", "ViT"))
 
 
 def one_error_line(capsys) -> str:
@@ -26,7 +24,7 @@ def one_error_line(capsys) -> str:
     ("--model.init_args.bogus_key=1", "model.bogus_key: no such option of ptft.tasks.AutoencoderPretraining; valid: backbone, corruption, "),
     ("--model.backbone.init_args.base_widht=8", "model.backbone.base_widht: no such option of ptft.backbones.DCGANEncoder; did you mean base_width?"),
     ("--model.backbone=ptft.backbones.Nope",
-     f"model.backbone: cannot import ptft.backbones.Nope (module 'ptft.backbones' has no attribute 'Nope'); valid: {BACKBONES} "),
+     "model.backbone: cannot import ptft.backbones.Nope (module 'ptft.backbones' has no attribute 'Nope'); valid: ptft.backbones."),
     ("--model.backbone=ptft.backbones.DCGANEncodr", "model.backbone: cannot import ptft.backbones.DCGANEncodr "
                                                     "(module 'ptft.backbones' has no attribute 'DCGANEncodr'); did you mean ptft.backbones.DCGANEncoder?"),
     ("--trainer.logger=foo.Bar", "trainer.logger: cannot import foo.Bar (No module named 'foo'); expected null, a list of "
