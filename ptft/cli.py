@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
@@ -143,12 +144,22 @@ class PtftCLI(LightningCLI):
                     raise ConfigError(f"trainer.{option}: 0 trains nothing; give a number >= 1, or -1 for no limit")
             if isinstance(self.model, PtftTask):
                 self.model.check_optimizers()
+            self._drop_lr_monitors_without_a_logger()
         run_steps = known_run_length(self.trainer) if self.subcommand == "fit" else None
         if run_steps is not None and isinstance(self.model, PtftTask):
             self.model.check_schedule(run_steps)
         quiet.prepare_loggers(self.trainer.loggers)
 
     before_validate = before_test = before_predict = _before_run
+
+    def _drop_lr_monitors_without_a_logger(self) -> None:
+        """``--trainer.logger=false`` with a config's LearningRateMonitor: the monitor has nowhere to
+        log (Lightning would stop the run at its start), so it is dropped, and the run says so."""
+        monitors = [c for c in self.trainer.callbacks if isinstance(c, LearningRateMonitor)]
+        if monitors and not self.trainer.loggers:
+            self.trainer.callbacks = [c for c in self.trainer.callbacks if c not in monitors]
+            if self.trainer.is_global_zero:
+                print("ptft: no logger (trainer.logger=false): the LearningRateMonitor of the config is dropped")
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         """The trainer; a value it refuses (``max_steps=-5``) is a ConfigError naming the option."""

@@ -114,3 +114,11 @@ def test_a_run_that_fails_before_training_in_a_new_folder_leaves_none_and_a_run_
     assert not (tmp_path / "new").exists()
     main(csv_run(text_root, tmp_path, "--trainer.max_steps=1", "--trainer.limit_val_batches=0"))
     assert (tmp_path / "csv" / "lightning_logs" / "version_0" / "config.yaml").is_file()
+
+
+def test_a_run_without_a_logger_drops_the_configs_lr_monitor_and_trains(text_root, tmp_path, capsys):
+    main([*lm_args("mlm_wikitext2.yaml", text_root, tmp_path / "cache", steps=2), "--trainer.logger=false",
+          f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.limit_val_batches=0"])
+    out = capsys.readouterr().out
+    assert "ptft: no logger (trainer.logger=false): the LearningRateMonitor of the config is dropped" in out
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
