@@ -19,7 +19,8 @@ def model():
                              width=32, heads=4, dropout=0.0).double().eval()
     with torch.no_grad():  # large random weights: outputs that differ between sources and run for several steps
         for parameter in net.parameters():
-            parameter.normal_(0, 0.5)
+            if parameter.dim() > 1:
+                parameter.normal_(0, 0.5)
     return net
 
 

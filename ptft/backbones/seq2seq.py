@@ -85,11 +85,56 @@ class DecoderBlock(TransformerBlock):
         return x + self.drop_path(self.mlp(self.norm2(x))), (k, v)
 
 
+class TransformerDecoder(nn.Module):
+    """The decoder stack: learned target positions, :class:`DecoderBlock` s and a final LayerNorm.
+    It reads token embeddings it is given (the encoder's, shared)."""
+
+    def __init__(self, max_length: int, depth: int, width: int, heads: int, mlp_ratio: float, dropout: float,
+                 attention_dropout: float, bias: bool, scaled_residual_init: bool) -> None:
+        super().__init__()
+        self.max_length = max_length
+        self.position_embedding = nn.Parameter(torch.zeros(max_length, width))
+        self.embedding_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(DecoderBlock(width, heads, mlp_ratio, dropout, attention_dropout, bias) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, bias=bias)
+        nn.init.normal_(self.position_embedding, std=0.02)
+        residual = 0.02 / (2 * depth) ** 0.5 if scaled_residual_init else 0.02
+        for block in self.blocks:
+            for module in block.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=residual if module in (block.proj, block.cross_proj, block.mlp_out) else 0.02)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+
+    def forward(self, embedded: torch.Tensor, memory: SequenceFeatures, cache: DecoderCache | None = None) -> torch.Tensor:
+        """States ``(B, T, width)`` of embedded targets ``(B, T, width)`` (positions after
+        ``cache.length`` with a cache, which is extended in place) attending to ``memory``."""
+        start = cache.length if cache is not None else 0
+        end = start + embedded.shape[1]
+        if end > self.max_length:
+            raise ConfigError(f"target of {end} tokens is longer than the backbone's max_target_length {self.max_length}")
+        x = self.embedding_dropout(embedded + self.position_embedding[start:end])
+        memory_mask = None if memory.mask is None else memory.mask[:, None, None, :]
+        if cache is None:
+            for block in self.blocks:
+                x, _ = block(x, block.memory_kv(memory.states), memory_mask)
+            return self.norm(x)
+        if not cache.cross_kv:
+            cache.cross_kv = [block.memory_kv(memory.states) for block in self.blocks]
+        pasts = cache.self_kv or [None] * len(self.blocks)
+        cache.self_kv = []
+        for block, memory_kv, past in zip(self.blocks, cache.cross_kv, pasts):
+            x, kv = block(x, memory_kv, memory_mask, past)
+            cache.self_kv.append(kv)
+        return self.norm(x)
+
+
 class Seq2SeqTransformer(SequenceBackbone):
     """An encoder-decoder Transformer (BART's shape, pre-LN): a bidirectional
-    :class:`~ptft.backbones.text.TextTransformer` encoder (``encoder``) and a decoder of
-    :class:`DecoderBlock` s (causal self-attention, cross-attention, MLP) with its own learned
-    positions and final LayerNorm. The decoder reads the encoder's token embedding, and
+    :class:`~ptft.backbones.text.TextTransformer` encoder (``encoder``) and a
+    :class:`TransformerDecoder` (``decoder``: :class:`DecoderBlock` s with causal self-attention,
+    cross-attention and an MLP, its own learned positions and final LayerNorm); its weights are the
+    ``encoder.*`` and ``decoder.*`` entries of an export. The decoder reads the encoder's token embedding, and
     :meth:`logits` projects with it (tied output). Attention runs on ``scaled_dot_product_attention``;
     source padding is masked in the encoder and in cross-attention; targets are right-padded, so the
     causal mask keeps padding out of every real position. :meth:`decode` takes a
@@ -141,21 +186,10 @@ class Seq2SeqTransformer(SequenceBackbone):
                                        scaled_residual_init=scaled_residual_init)
         self.pool_kind, self.pad_id, self.vocab_size = self.encoder.pool_kind, pad_id, vocab_size
         self.max_target_length = max_target_length
-        self.position_embedding = nn.Parameter(torch.zeros(max_target_length, width))
-        self.embedding_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(DecoderBlock(width, heads, mlp_ratio, dropout, attention_dropout, bias) for _ in range(decoder_depth))
-        self.norm = nn.LayerNorm(width, bias=bias)
+        self.decoder = TransformerDecoder(max_target_length, decoder_depth, width, heads, mlp_ratio, dropout, attention_dropout,
+                                          bias, scaled_residual_init)
         self.dropout = self.encoder.dropout
         self.out_dim = width
-        nn.init.normal_(self.position_embedding, std=0.02)
-        residual = 0.02 / (2 * decoder_depth) ** 0.5 if scaled_residual_init else 0.02
-        for block in self.blocks:
-            for module in block.modules():
-                if isinstance(module, nn.Linear):
-                    is_residual = module in (block.proj, block.cross_proj, block.mlp_out)
-                    nn.init.normal_(module.weight, std=residual if is_residual else 0.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
 
     @property
     def token_embedding(self) -> nn.Embedding:
@@ -180,24 +214,7 @@ class Seq2SeqTransformer(SequenceBackbone):
         """Decoder states ``(B, T, width)`` of target ids ``(B, T)`` (teacher forcing: the shifted
         targets) attending to the encoder output ``memory``. With ``cache``, ``target`` holds only the
         positions after ``cache.length`` and the cache is extended in place."""
-        start = cache.length if cache is not None else 0
-        end = start + target.shape[1]
-        if end > self.max_target_length:
-            raise ConfigError(f"target of {end} tokens is longer than the backbone's max_target_length {self.max_target_length}")
-        x = self.embedding_dropout(self.token_embedding(target) + self.position_embedding[start:end])
-        memory_mask = None if memory.mask is None else memory.mask[:, None, None, :]
-        if cache is None:
-            for block in self.blocks:
-                x, _ = block(x, block.memory_kv(memory.states), memory_mask)
-            return self.norm(x)
-        if not cache.cross_kv:
-            cache.cross_kv = [block.memory_kv(memory.states) for block in self.blocks]
-        pasts = cache.self_kv or [None] * len(self.blocks)
-        cache.self_kv = []
-        for block, memory_kv, past in zip(self.blocks, cache.cross_kv, pasts):
-            x, kv = block(x, memory_kv, memory_mask, past)
-            cache.self_kv.append(kv)
-        return self.norm(x)
+        return self.decoder(self.token_embedding(target), memory, cache)
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits of decoder states, through the shared token embedding (tied output)."""
@@ -207,5 +224,6 @@ class Seq2SeqTransformer(SequenceBackbone):
         """Shared and position embeddings, each encoder block, the encoder norm, each decoder block,
         the decoder norm: input first, for layer-wise learning-rate decay."""
         encoder = [[f"encoder.{n}" for n in group] for group in self.encoder.layer_groups()]
-        blocks = [[f"blocks.{i}.{n}" for n, _ in block.named_parameters()] for i, block in enumerate(self.blocks)]
-        return [[*encoder[0], "position_embedding"], *encoder[1:], *blocks, [f"norm.{n}" for n, _ in self.norm.named_parameters()]]
+        blocks = [[f"decoder.blocks.{i}.{n}" for n, _ in block.named_parameters()] for i, block in enumerate(self.decoder.blocks)]
+        norm = [f"decoder.norm.{n}" for n, _ in self.decoder.norm.named_parameters()]
+        return [[*encoder[0], "decoder.position_embedding"], *encoder[1:], *blocks, norm]

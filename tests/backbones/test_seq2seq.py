@@ -82,14 +82,15 @@ def test_layer_groups_cover_every_parameter_once_encoder_first():
     names = [n for group in groups for n in group]
     assert sorted(names) == sorted(n for n, _ in net.named_parameters()) and len(names) == len(set(names))
     assert len(groups) == 1 + 2 + 1 + 3 + 1  # embeddings, encoder blocks, encoder norm, decoder blocks, decoder norm
-    assert "position_embedding" in groups[0] and all(n.startswith("blocks.2.") for n in groups[-2])
+    assert "decoder.position_embedding" in groups[0] and all(n.startswith("decoder.blocks.2.") for n in groups[-2])
+    assert {n.split(".")[0] for n in names} == {"encoder", "decoder"}  # an export holds the encoder and the decoder
 
 
 def test_decoder_self_attention_and_mlp_have_an_encoder_blocks_names_and_shapes():
     """What makes BERT2BERT a plain copy: an MLM block's weights fit a decoder block but for cross-attention."""
     net, mlm = model(), TextTransformer(vocab_size=40, max_length=12, depth=2, width=32, heads=4)
     encoder_block = {k: v.shape for k, v in mlm.blocks[0].state_dict().items()}
-    decoder_block = {k: v.shape for k, v in net.blocks[0].state_dict().items()}
+    decoder_block = {k: v.shape for k, v in net.decoder.blocks[0].state_dict().items()}
     assert {k: decoder_block[k] for k in encoder_block} == encoder_block
     assert sorted(set(decoder_block) - set(encoder_block)) == [
         "cross_kv.bias", "cross_kv.weight", "cross_proj.bias", "cross_proj.weight", "cross_q.bias", "cross_q.weight",
