@@ -213,6 +213,24 @@ def test_a_hostile_class_path_is_refused_before_anything_is_imported(tmp_path, c
         assert not (tmp_path / "out").exists()
 
 
+def test_a_module_next_to_an_export_is_not_imported_when_its_folder_is_on_sys_path(tmp_path, monkeypatch, capsys):
+    """As with ``python -m ptft.cli export . OUT`` run in the export's folder, which puts that folder
+    first on ``sys.path``: a spec naming a module placed next to the export is refused, and the module never runs."""
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "payload.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\nclass Evil: pass\n")
+    (export / "backbone.json").write_text(json.dumps({"format_version": 2, "modules": {"backbone": {"class_path": "payload.Evil", "init_args": {}}}}))
+    (export / "backbone.safetensors").write_bytes(b"")
+    monkeypatch.chdir(export)
+    monkeypatch.syspath_prepend(str(export))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", ".", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and capsys.readouterr().err == (
+        "ptft export: error: backbone class_path 'payload.Evil' is not a ptft backbone (ptft.backbones.*) and was not imported; "
+        "to load backbones from a module you trust, set PTFT_TRUSTED_MODULES=payload\n")
+    assert "payload" not in sys.modules and not (tmp_path / "ran").exists() and not (tmp_path / "out").exists()
+
+
 def test_a_backbone_outside_ptft_loads_when_its_module_is_trusted(tmp_path, monkeypatch):
     from extensions.tiny_convnet import TinyConvNet
 
