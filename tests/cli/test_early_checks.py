@@ -116,11 +116,12 @@ def test_a_run_that_fails_before_training_in_a_new_folder_leaves_none_and_a_run_
     assert (tmp_path / "csv" / "lightning_logs" / "version_0" / "config.yaml").is_file()
 
 
-def test_a_backbone_too_wide_to_build_is_one_line_naming_its_sizes_and_leaves_nothing(text_root, tmp_path, monkeypatch):
+def test_a_backbone_too_wide_to_build_is_one_line_naming_its_sizes_and_leaves_nothing(text_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the config's W&B logger writes under runs/
     with pytest.raises(SystemExit) as exit_info:
         main([*lm_args("mlm_wikitext2.yaml", text_root, tmp_path / "cache"), "--model.backbone.init_args.width=100000000"])  # a 205 GB embedding: were it tried, its allocation would fail at once
-    message = str(exit_info.value.code)
-    assert message.startswith("ptft: error: TextTransformer(") and "width=100000000" in message and "\n" not in message
-    assert "cannot be built: its weights would take" in message and message.endswith("give positive sizes whose weights fit in memory")
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error_lines(error) == [error.strip()]
+    assert error.startswith("ptft: error: TextTransformer(") and "width=100000000" in error
+    assert "cannot be built: its weights would take" in error and error.endswith("give positive sizes whose weights fit in memory\n")
     assert files_under(tmp_path) == []  # no run folder, no tokenizer
