@@ -244,7 +244,7 @@ def export_main(args: list[str]) -> None:
     try:
         out = export_backbone(options.checkpoint, options.out_dir, overwrite=options.overwrite)
     except PtftError as error:
-        parser.exit(2, f"ptft export: error: {error}\n")
+        parser.exit(2, f"ptft export: error: {one_line(error)}\n")
     print(f"ptft: wrote {out / 'backbone.safetensors'} and {out / 'backbone.json'}")
 
 
@@ -264,7 +264,7 @@ def sample_main(args: list[str]) -> None:
         generator = load_generator(options.checkpoint, ema=not options.no_ema)
         out = write_samples(generator, options.num, options.out, options.seed, options.batch_size, options.overwrite)
     except PtftError as error:
-        parser.exit(2, f"ptft sample: error: {error}\n")
+        parser.exit(2, f"ptft sample: error: {one_line(error)}\n")
     print(f"ptft: wrote {options.num} samples and {out / 'grid.png'}")
 
 
@@ -288,7 +288,7 @@ def generate_main(args: list[str]) -> None:
         generator = torch.Generator().manual_seed(options.seed)
         new = model.generate(model.encode_prompt(options.prompt), options.max_new_tokens, options.temperature, options.top_k, generator)
     except PtftError as error:
-        parser.exit(2, f"ptft generate: error: {error}\n")
+        parser.exit(2, f"ptft generate: error: {one_line(error)}\n")
     print(options.prompt + model.tokenizer.decode(new))  # the prompt as given, then the new text
 
 

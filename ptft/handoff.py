@@ -15,14 +15,17 @@ A ptft checkpoint holds the same under ``checkpoint["ptft"]`` (``format_version`
 and still load. Checkpoints are read with
 ``torch.load(weights_only=True)``: nothing in them is unpickled as code; a module spec's
 ``class_path`` is imported only from ``ptft.backbones`` or a module named in
-``$PTFT_TRUSTED_MODULES`` (:func:`trusted_module`). Each source is read once
+``$PTFT_TRUSTED_MODULES`` (:func:`trusted_module`), and built only once its shapes, taken on the
+meta device, fit the weights (:func:`check_spec`). Each source is read once
 per process (:func:`read_pretrained` keeps the last few, keyed by path, size and modification time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import inspect
 import json
 import os
 import pkgutil
@@ -95,7 +98,7 @@ def _read_export(path: Path) -> Pretrained:
     if missing:
         raise MissingPathError(f"{path} is not a complete ptft export folder: {', '.join(missing)} missing")
     for spec in specs.values():
-        build_backbone(spec)  # a spec that does not describe a backbone fails before any weights are read
+        build_backbone(spec, "meta")  # a spec that does not describe a backbone fails before any weights are read
     states = {}
     for name in specs:
         file = path / weights_file(name)
@@ -198,10 +201,11 @@ def trusted_module(module_name: str) -> bool:
     return any(module_name == name or module_name.startswith(f"{name}.") for name in trusted)
 
 
-def build_backbone(spec: dict[str, Any]) -> HandoffModule:
-    """Instantiate the backbone (or exported head) a spec describes (random weights): only
-    :class:`~ptft.backbones.base.HandoffModule` subclasses, and only from a :func:`trusted_module`,
-    checked before anything is imported (a hostile export must not make ptft import arbitrary modules)."""
+def build_backbone(spec: dict[str, Any], device: str | None = None) -> HandoffModule:
+    """Instantiate the backbone (or exported head) a spec describes (random weights) on ``device``
+    (``"meta"``: shapes only, nothing allocated): only :class:`~ptft.backbones.base.HandoffModule`
+    subclasses, and only from a :func:`trusted_module`, checked before anything is imported (a
+    hostile export must not make ptft import arbitrary modules)."""
     class_path = spec.get("class_path", "") if isinstance(spec, dict) else ""
     module_name, _, class_name = class_path.rpartition(".")
     if not trusted_module(module_name):
@@ -215,11 +219,19 @@ def build_backbone(spec: dict[str, Any]) -> HandoffModule:
         raise ConfigError(f"backbone class_path {class_path!r} cannot be imported") from None
     if not (isinstance(cls, type) and issubclass(cls, HandoffModule)):
         raise ConfigError(f"backbone class_path {class_path!r} is not a ptft.backbones.Backbone")
-    return cls(**spec.get("init_args", {}))
+    init_args = spec.get("init_args", {})
+    try:
+        inspect.signature(cls).bind(**init_args)
+    except TypeError as error:
+        raise ConfigError(f"backbone spec {class_path}: init_args {init_args!r} do not fit its arguments ({error})") from None
+    with torch.device(device) if device else contextlib.nullcontext():
+        return cls(**init_args)
 
 
-def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike, what: str = "backbone") -> None:
-    """Strict load with a readable report of missing, unexpected and mis-shaped keys."""
+def check_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike, what: str = "backbone",
+                  subject: str | None = None) -> None:
+    """Raise a ConfigError listing the missing, unexpected and mis-shaped keys when ``state`` does
+    not fit ``module`` (shapes only: a module on the meta device will do)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -230,10 +242,32 @@ def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source
             return f"\n  {title} ({len(items)}):\n    {shown}" if items else ""
 
         raise ConfigError(
-            f"{what} weights in {source} do not match the configured {type(module).__name__}:"
+            f"{what} weights in {source} do not match {subject or f'the configured {type(module).__name__}'}:"
             + listing("missing", missing) + listing("unexpected", unexpected) + listing("mis-shaped", misshaped)
         )
+
+
+def check_spec(spec: dict[str, Any], state: dict[str, torch.Tensor], source: str | os.PathLike, what: str = "backbone") -> None:
+    """Refuse a spec that does not describe its weights (a hostile ``backbone.json`` asking for
+    ``base_width: 8000`` next to a small weights file), comparing shapes on the meta device:
+    nothing is allocated."""
+    shell = build_backbone(spec, "meta")
+    check_weights(shell, state, source, what, f"the {type(shell).__name__} its spec describes (nothing was built)")
+
+
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike, what: str = "backbone") -> None:
+    """Strict load with a readable report of missing, unexpected and mis-shaped keys."""
+    check_weights(module, state, source, what)
     module.load_state_dict(state, strict=True)
+
+
+def build_loaded(spec: dict[str, Any], state: dict[str, torch.Tensor], source: str | os.PathLike, what: str = "backbone") -> HandoffModule:
+    """The module ``spec`` describes with the weights ``state``, built only once :func:`check_spec`
+    found that they fit."""
+    check_spec(spec, state, source, what)
+    module = build_backbone(spec)
+    module.load_state_dict(state, strict=True)
+    return module
 
 
 def load_module(pretrained: Pretrained, name: str = "backbone", configured: Backbone | None = None) -> Backbone:
@@ -244,16 +278,14 @@ def load_module(pretrained: Pretrained, name: str = "backbone", configured: Back
         raise ConfigError(f"{pretrained.source} holds the modules {', '.join(pretrained.specs)}, not {name!r}")
     spec, state = pretrained.specs[name], pretrained.states[name]
     if configured is None:
-        module = build_backbone(spec)
-    elif spec.get("class_path") != configured.spec()["class_path"]:
+        return build_loaded(spec, state, pretrained.source, name)
+    if spec.get("class_path") != configured.spec()["class_path"]:
         raise ConfigError(
             f"model.pretrained {pretrained.source} holds a {spec.get('class_path')}, but model.{name} is a "
             f"{configured.spec()['class_path']}; drop model.{name} to use the pretrained one as it is"
         )
-    else:
-        module, state = configured, configured.adapt_state_dict(state, spec)
-    load_weights(module, state, pretrained.source, name)
-    return module
+    load_weights(configured, configured.adapt_state_dict(state, spec), pretrained.source, name)
+    return configured
 
 
 def load_backbone(source: str | os.PathLike, backbone: Backbone | None = None) -> Backbone:
@@ -275,8 +307,8 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
     if (out / SPEC_FILE).exists() and not overwrite:
         raise OutputExistsError(f"{out / SPEC_FILE} exists; pass --overwrite to replace it")
     pretrained = read_pretrained(checkpoint)
-    for spec in pretrained.specs.values():
-        build_backbone(spec)  # every spec must rebuild before anything is written
+    for name, spec in pretrained.specs.items():
+        check_spec(spec, pretrained.states[name], checkpoint, name)  # every spec must describe its weights before anything is written
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out)
     export_id = uuid.uuid4().hex  # in every file: a reader refuses files from different exports

@@ -13,8 +13,12 @@ from helpers import run_ptft
 from ptft.backbones import DCGANEncoder, TextTransformer
 from ptft.cli import main
 from ptft.data import ImageFolderDataModule, TextClassificationDataModule
-from ptft.handoff import FORMAT_VERSION, export_backbone, load_checkpoint, load_module, read_backbone, read_pretrained
-from ptft.tasks import AutoencoderPretraining, Classification
+from ptft.errors import ConfigError, one_line
+from ptft.handoff import FORMAT_VERSION, export_backbone, load_backbone, load_checkpoint, load_module, read_backbone, read_pretrained
+from ptft.pretext.generator import DCGANGenerator
+from ptft.tasks import AutoencoderPretraining, CausalLMPretraining, Classification
+from ptft.tasks.gan import load_generator
+from ptft.tasks.language_model import load_causal_lm
 
 LEGACY = TESTS / "fixtures"  # exports written before the format had a version
 
@@ -168,6 +172,9 @@ def test_spec_must_name_a_backbone(tmp_path):
     (out / "backbone.json").write_text(json.dumps({"class_path": "ptft.backbones.vit.ConfigError", "init_args": {}}))
     with pytest.raises(ValueError, match="'ptft.backbones.vit.ConfigError' is not a ptft.backbones.Backbone"):
         Classification(num_classes=2, pretrained=str(out))
+    (out / "backbone.json").write_text(json.dumps({"class_path": "ptft.backbones.dcgan.DCGANEncoder", "init_args": {"bogus": 1}}))
+    with pytest.raises(ValueError, match="init_args {'bogus': 1} do not fit its arguments .*unexpected keyword argument 'bogus'"):
+        Classification(num_classes=2, pretrained=str(out))
     (out / "backbone.json").write_text(json.dumps(DCGANEncoder().spec()))
     with pytest.raises(ValueError, match="backbone.safetensors: not a readable safetensors file"):
         Classification(num_classes=2, pretrained=str(out))
@@ -206,6 +213,24 @@ def test_a_hostile_class_path_is_refused_before_anything_is_imported(tmp_path, c
         assert not (tmp_path / "out").exists()
 
 
+def test_a_module_next_to_an_export_is_not_imported_when_its_folder_is_on_sys_path(tmp_path, monkeypatch, capsys):
+    """As with ``python -m ptft.cli export . OUT`` run in the export's folder, which puts that folder
+    first on ``sys.path``: a spec naming a module placed next to the export is refused, and the module never runs."""
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "payload.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\nclass Evil: pass\n")
+    (export / "backbone.json").write_text(json.dumps({"format_version": 2, "modules": {"backbone": {"class_path": "payload.Evil", "init_args": {}}}}))
+    (export / "backbone.safetensors").write_bytes(b"")
+    monkeypatch.chdir(export)
+    monkeypatch.syspath_prepend(str(export))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", ".", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and capsys.readouterr().err == (
+        "ptft export: error: backbone class_path 'payload.Evil' is not a ptft backbone (ptft.backbones.*) and was not imported; "
+        "to load backbones from a module you trust, set PTFT_TRUSTED_MODULES=payload\n")
+    assert "payload" not in sys.modules and not (tmp_path / "ran").exists() and not (tmp_path / "out").exists()
+
+
 def test_a_backbone_outside_ptft_loads_when_its_module_is_trusted(tmp_path, monkeypatch):
     from extensions.tiny_convnet import TinyConvNet
 
@@ -221,3 +246,73 @@ def test_a_backbone_outside_ptft_loads_when_its_module_is_trusted(tmp_path, monk
     monkeypatch.setenv("PTFT_TRUSTED_MODULES", "extensions.tiny")  # a prefix of a name is not the module
     with pytest.raises(ValueError, match="is not a ptft backbone"):
         load_module(read_pretrained(path))
+
+
+WIDE = 10_000_000  # built for real, a TextTransformer this wide needs petabytes: a refusal naming shapes, not memory, proves nothing was allocated
+
+
+def edited_checkpoint(tmp_path, name, checkpoint, edit):
+    """``checkpoint`` saved weights-only clean, then with its stored spec changed by ``edit``."""
+    edit(checkpoint["ptft"])
+    path = tmp_path / f"{name}.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def wide_text_export(tmp_path):
+    backbone = TextTransformer(vocab_size=50, max_length=16, depth=1, width=16, heads=2)
+    path = tmp_path / "text.ckpt"
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in backbone.state_dict().items()}, "ptft": {"backbone": backbone.spec()}}, path)
+    export = export_backbone(path, tmp_path / "text_export")
+    manifest = json.loads((export / "backbone.json").read_text())
+    manifest["modules"]["backbone"]["init_args"]["width"] = WIDE
+    (export / "backbone.json").write_text(json.dumps(manifest))
+    return export
+
+
+def wide_text_checkpoint(tmp_path):
+    backbone = TextTransformer(vocab_size=50, max_length=16, depth=1, width=16, heads=2)
+    checkpoint = {"state_dict": {f"backbone.{k}": v for k, v in backbone.state_dict().items()}, "ptft": {"backbone": backbone.spec()}}
+    return edited_checkpoint(tmp_path, "text", checkpoint, lambda info: info["backbone"]["init_args"].update(width=WIDE))
+
+
+def wide_causal_lm(tmp_path):
+    model = CausalLMPretraining(TextTransformer(vocab_size=50, max_length=16, depth=1, width=16, heads=2, causal=True))
+    checkpoint = {"state_dict": model.state_dict(), "ptft": {"backbone": model.backbone.spec(), "tokenizer": "{}",
+                                                              "task": "ptft.tasks.language_model.CausalLMPretraining"}}
+    return edited_checkpoint(tmp_path, "clm", checkpoint, lambda info: info["backbone"]["init_args"].update(width=WIDE))
+
+
+def wide_generator(tmp_path):
+    spec = {"latent_dim": 4, "image_size": 8, "base_width": 4, "norm": "batch"}
+    state = {f"generator_ema.module.{k}": v for k, v in DCGANGenerator(**spec).state_dict().items()}
+    return edited_checkpoint(tmp_path, "gan", {"state_dict": state, "ptft": {"generator": spec}}, lambda info: info["generator"].update(latent_dim=10**12))
+
+
+@pytest.mark.parametrize("make, load, refusal, shapes", [
+    (wide_text_export, load_backbone, "backbone weights in {} do not match the TextTransformer its spec describes (nothing was built)",
+     "blocks.0.mlp.0.weight: (64, 16) in {}, (40000000, 10000000) here"),
+    (wide_text_checkpoint, load_backbone, "backbone weights in {} do not match the TextTransformer its spec describes (nothing was built)",
+     "blocks.0.mlp.0.weight: (64, 16) in {}, (40000000, 10000000) here"),
+    (wide_causal_lm, load_causal_lm, "backbone weights in {} do not match the TextTransformer its spec describes (nothing was built)",
+     "blocks.0.mlp.0.weight: (64, 16) in {}, (40000000, 10000000) here"),
+    (wide_generator, load_generator, "generator weights in {} do not match the DCGANGenerator checkpoint['ptft']['generator'] describes (nothing was built)",
+     "layers.0.weight: (4, 4, 4, 4) in {}, (1000000000000, 4, 4, 4) here"),
+], ids=["export", "checkpoint", "causal_lm", "gan_generator"])
+def test_a_spec_that_does_not_fit_its_weights_is_refused_before_anything_is_allocated(tmp_path, make, load, refusal, shapes):
+    source = make(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        load(source)
+    message = one_line(refused.value)
+    assert message.startswith(refusal.format(source) + ": mis-shaped (") and shapes.format(source) in message
+
+
+@pytest.mark.parametrize("make", [wide_text_export, wide_text_checkpoint], ids=["export", "checkpoint"])
+def test_ptft_export_of_a_spec_that_does_not_fit_its_weights_is_one_line_and_writes_nothing(tmp_path, capsys, make):
+    source = make(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(source), str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.count("\n") == 1
+    assert error.startswith(f"ptft export: error: backbone weights in {source} do not match the TextTransformer its spec describes")
+    assert not (tmp_path / "out").exists()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from ptft.backbones.sizes import check_memory, sizes_named
 from ptft.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 class HandoffModule(nn.Module):
     """A module that can cross from one run to another: it records the arguments it was built with,
     so ``spec()`` rebuilds it (without weights) from a checkpoint or export. Backbones are
-    handoff modules; so are task heads a fine-tuned model exports with it (``ptft.heads``)."""
+    handoff modules; so are task heads a fine-tuned model exports with it (``ptft.heads``).
+    Sizes too large for the memory are refused before anything is allocated (:mod:`ptft.backbones.sizes`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -38,11 +40,15 @@ class HandoffModule(nn.Module):
 
         @functools.wraps(init)
         def recording_init(self: HandoffModule, *args: Any, **kw: Any) -> None:
-            init(self, *args, **kw)
-            if type(self) is cls:  # only the most derived class records its arguments
-                bound = signature.bind(self, *args, **kw)
-                bound.apply_defaults()
-                self._init_args = {k: v for k, v in bound.arguments.items() if k != "self"}
+            if type(self) is not cls:  # a base class's __init__: the most derived class checks and records
+                return init(self, *args, **kw)
+            bound = signature.bind(self, *args, **kw)
+            arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
+            with sizes_named(cls.__name__, arguments):
+                check_memory(lambda: cls(*args, **kw), cls.__name__, arguments)
+                init(self, *args, **kw)
+            bound.apply_defaults()
+            self._init_args = {k: v for k, v in bound.arguments.items() if k != "self"}
 
         cls.__init__ = recording_init
 

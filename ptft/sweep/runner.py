@@ -98,7 +98,13 @@ class Objective:
         return [self.script, *fit_args(self.sweep, self.overrides, values), f"--trainer.default_root_dir={report.parent}", *report_args(report)]
 
     def env(self, number: int) -> dict[str, str]:
-        return {**os.environ, "WANDB_RUN_GROUP": self.sweep.name, "WANDB_NAME": f"{self.sweep.name}-{number}"}
+        """The sweep's environment with the trial's W&B names. Empty ``PYTHONPATH`` entries are
+        dropped: one (``:/my/pkg``, from ``PYTHONPATH=$PYTHONPATH:/my/pkg``) would put the trial's
+        working folder on its ``sys.path``."""
+        env = {**os.environ, "WANDB_RUN_GROUP": self.sweep.name, "WANDB_NAME": f"{self.sweep.name}-{number}"}
+        if "PYTHONPATH" in env:
+            env["PYTHONPATH"] = os.pathsep.join(entry for entry in env["PYTHONPATH"].split(os.pathsep) if entry)
+        return env
 
     def __call__(self, trial: optuna.Trial) -> float:
         values = suggest(trial, self.sweep)

@@ -20,7 +20,7 @@ from ptft.backbones.base import Backbone, SpatialBackbone
 from ptft.backbones.norm import NormKind
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError, DivergenceError, OutputExistsError
-from ptft.handoff import load_checkpoint
+from ptft.handoff import check_weights, load_checkpoint
 from ptft.image_logging import log_image
 from ptft.image_metrics import GenerativeMetrics
 from ptft.pretext.critic_head import CriticHead
@@ -314,9 +314,12 @@ def load_generator(checkpoint_path: str, ema: bool = True) -> DCGANGenerator:
     if "generator" not in info:
         task = info.get("task", "no ptft task")
         raise ConfigError(f"{checkpoint_path} is not a GAN checkpoint ({task}): `ptft sample` needs one written by ptft.tasks.GANPretraining")
-    generator = DCGANGenerator(**info["generator"])
     prefix = GENERATOR_PREFIX if ema else "generator."
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    with torch.device("meta"):  # shapes first: a spec that does not fit the weights allocates nothing
+        shell = DCGANGenerator(**info["generator"])
+    check_weights(shell, state, checkpoint_path, "generator", "the DCGANGenerator checkpoint['ptft']['generator'] describes (nothing was built)")
+    generator = DCGANGenerator(**info["generator"])
     generator.load_state_dict(state, strict=True)
     return generator.eval()
 

@@ -17,7 +17,7 @@ from ptft.backbones.text import TextTransformer
 from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer
 from ptft.errors import ConfigError
-from ptft.handoff import build_backbone, load_checkpoint, pretrained_in_checkpoint
+from ptft.handoff import build_loaded, load_checkpoint, pretrained_in_checkpoint
 from ptft.pretext.lm_head import TiedLMHead
 from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens, non_special_ids
 from ptft.tasks.base import PtftTask
@@ -269,7 +269,7 @@ def load_causal_lm(path: str | os.PathLike) -> CausalLMPretraining:
         raise ConfigError(f"{path} was written by {pretrained.task or 'something other than ptft'}, not CausalLMPretraining: only causal LMs generate text")
     if pretrained.tokenizer is None:
         raise ConfigError(f"{path} has no tokenizer (checkpoint['ptft']['tokenizer'])")
-    model = CausalLMPretraining(build_backbone(pretrained.specs["backbone"]))
+    model = CausalLMPretraining(build_loaded(pretrained.specs["backbone"], pretrained.states["backbone"], path))
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.tokenizer = TextTokenizer.from_json(pretrained.tokenizer, str(path))
     model.trained_length = checkpoint["ptft"].get("max_length")  # absent in older checkpoints: the backbone's

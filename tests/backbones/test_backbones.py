@@ -1,9 +1,11 @@
 import inspect
+import re
 
 import pytest
 import torch
 
 from ptft.backbones import Conformer, DCGANEncoder, DeepSpeech2, ResNet, TextTransformer, ViT
+from ptft.errors import ConfigError
 from ptft.handoff import build_backbone
 
 
@@ -65,3 +67,16 @@ def test_bad_arguments_are_named(make, message):
 @pytest.mark.parametrize("cls", [ResNet, DCGANEncoder, ViT, TextTransformer, DeepSpeech2, Conformer])
 def test_every_backbone_names_what_fine_tuning_may_override(cls):
     assert "dropout" in cls.fine_tuning_options and set(cls.fine_tuning_options) <= set(inspect.signature(cls).parameters)
+
+
+@pytest.mark.parametrize("width, problem", [
+    (10_000_000, r"its weights would take 4,470,351\.4 GiB, more than the [\d,.]+ GiB of memory available"),
+    (10**20, "a tensor's size overflows"),
+    (-4, "a tensor's size is negative"),
+])
+def test_sizes_too_large_or_impossible_are_one_config_error_naming_them_before_anything_is_allocated(width, problem, monkeypatch):
+    monkeypatch.setattr(torch.nn.Embedding, "reset_parameters", lambda self: self.weight.is_meta or pytest.fail("a tensor was initialised"))
+    with pytest.raises(ConfigError) as refused:
+        TextTransformer(vocab_size=50, max_length=16, depth=1, width=width, heads=1)
+    assert re.fullmatch(rf"TextTransformer\(vocab_size=50, max_length=16, depth=1, width={width}, heads=1\) cannot be built: "
+                        rf"{problem}; give positive sizes whose weights fit in memory", str(refused.value))

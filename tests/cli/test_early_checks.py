@@ -122,3 +122,14 @@ def test_a_run_without_a_logger_drops_the_configs_lr_monitor_and_trains(text_roo
     out = capsys.readouterr().out
     assert "ptft: no logger (trainer.logger=false): the LearningRateMonitor of the config is dropped" in out
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_backbone_too_wide_to_build_is_one_line_naming_its_sizes_and_leaves_nothing(text_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the config's W&B logger writes under runs/
+    with pytest.raises(SystemExit) as exit_info:
+        main([*lm_args("mlm_wikitext2.yaml", text_root, tmp_path / "cache"), "--model.backbone.init_args.width=100000000"])  # a 205 GB embedding: were it tried, its allocation would fail at once
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error_lines(error) == [error.strip()]
+    assert error.startswith("ptft: error: TextTransformer(") and "width=100000000" in error
+    assert "cannot be built: its weights would take" in error and error.endswith("give positive sizes whose weights fit in memory\n")
+    assert files_under(tmp_path) == []  # no run folder, no tokenizer

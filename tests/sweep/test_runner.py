@@ -18,7 +18,8 @@ from ptft.sweep.runner import Objective, TrialFailed, check_command, read_report
 from ptft.sweep.spec import load_sweep
 
 
-def test_trial_command_and_environment(tmp_path):
+def test_trial_command_and_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", ":/my/pkg:")  # empty entries: the trial's working folder on its sys.path
     sweep = load_sweep(write_sweep(tmp_path, command=["${env}", "ptft", "fit", "-c", "a.yaml", "${args}", "--trainer.fast_dev_run=true"]))
     objective = Objective(sweep, ["--trainer.max_steps=5", "-c", "b.yaml"], tmp_path)
     command = objective.command({"model.lr": 0.001, "model.loss": "hinge"}, tmp_path / "report.json")
@@ -30,6 +31,7 @@ def test_trial_command_and_environment(tmp_path):
                            *report_args(tmp_path / "report.json")]
     env = objective.env(7)
     assert (env["WANDB_RUN_GROUP"], env["WANDB_NAME"]) == ("tiny", "tiny-7") and "PTFT_METRICS_FILE" not in env
+    assert env["PYTHONPATH"] == "/my/pkg"
 
 
 def printed_callbacks(args: list[str]) -> list[dict]:
