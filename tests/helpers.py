@@ -37,7 +37,8 @@ def run_ptft(*args: str, cwd: Path, wandb_mode: str = "offline", timeout: int = 
 
 def ptft_env(wandb_mode: str = "offline") -> dict[str, str]:
     """The environment of a ``ptft`` subprocess: W&B mode set, tests/ importable."""
-    return {**os.environ, "WANDB_MODE": wandb_mode, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(TESTS), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]  # no empty entry: that would be the working folder
+    return {**os.environ, "WANDB_MODE": wandb_mode, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def sigterm_when_marked(*args: str, cwd: Path, mark: Path) -> subprocess.CompletedProcess:
