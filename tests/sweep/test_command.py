@@ -76,7 +76,7 @@ def test_sweep_runs_resumes_and_survives_a_failing_trial(tmp_path, capsys, monke
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.params["model.mask_ratio"] for t in failed] == [1.5]
     output = "".join(outputs)
-    assert f"trial {failed[0].number} FAILED after" in output and "exit status 1" in output
+    assert f"trial {failed[0].number} FAILED after" in output and "exit status 2" in output  # bad input: exit 2
     assert "model.mask_ratio must be in [0, 1), got 1.5" in output  # the tail of the trial's stderr
 
     table = outputs[1].split("\n\n")[1].splitlines()  # header, rule, 4 rows
