@@ -29,7 +29,7 @@ from ptft.errors import ConfigError, OutputExistsError, PtftError, one_line
 from ptft.handoff import export_backbone, read_pretrained
 from ptft import quiet
 from ptft.tasks.base import PtftTask
-from ptft.callbacks import ExperimentConfig, RunFolders
+from ptft.callbacks import ExperimentConfig, PreemptionCheckpoint, RunFolders
 from ptft.callbacks.preemption import noting_sigterm
 from ptft.reliability import PREEMPTED_EXIT_CODE, experiment_config, find_last_checkpoint
 from ptft.schedules import known_run_length
@@ -193,6 +193,8 @@ class PtftCLI(LightningCLI):
         self._before_run()
         experiment = experiment_config(self.config[self.subcommand].as_dict())
         self.trainer.callbacks.append(ExperimentConfig(experiment))
+        if not isinstance(self.model, PtftTask):  # a PtftTask adds its own; every run needs one to take SIGTERM (noting_sigterm)
+            self.trainer.callbacks.append(PreemptionCheckpoint())
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") == "last":
             found, notes = find_last_checkpoint(self.trainer, experiment)
