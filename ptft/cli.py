@@ -193,7 +193,7 @@ class PtftCLI(LightningCLI):
         self._before_run()
         experiment = experiment_config(self.config[self.subcommand].as_dict())
         self.trainer.callbacks.append(ExperimentConfig(experiment))
-        if not isinstance(self.model, PtftTask):  # a PtftTask adds its own; every run needs one to take SIGTERM (noting_sigterm)
+        if not isinstance(self.model, PtftTask):  # a PtftTask adds its own; SIGTERM stops any run safely
             self.trainer.callbacks.append(PreemptionCheckpoint())
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") == "last":

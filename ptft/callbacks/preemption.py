@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -33,16 +34,27 @@ def note_sigterm(signum: int, frame: FrameType | None) -> None:
 def noting_sigterm() -> Iterator[None]:
     """SIGTERM only noted (:func:`note_sigterm`) inside the block. ``ptft fit`` runs in one, so a
     SIGTERM during setup stops the run after its first step and one after training is harmless
-    (Lightning installs its handler only just before training). SIGTERM is also blocked (held
-    pending) until :class:`PreemptionCheckpoint`'s ``setup``: the DDP ranks Lightning starts
-    inherit the block, so a SIGTERM to the process group cannot kill one while Python starts up."""
+    (Lightning installs its handler only just before training). The main thread blocks SIGTERM
+    and a helper thread receives it (Python runs the handler in the main thread all the same):
+    the processes the main thread starts inherit the block, so a SIGTERM to the process group
+    neither kills a DDP rank while Python starts up nor a DataLoader worker."""
     previous = signal.signal(signal.SIGTERM, note_sigterm)
+    done = threading.Event()
+    receiver = threading.Thread(target=_receive_sigterm, args=(done,), name="ptft-sigterm", daemon=True)
+    receiver.start()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # one held back is noted now
+        done.set()
+        receiver.join()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         signal.signal(signal.SIGTERM, previous)
+
+
+def _receive_sigterm(done: threading.Event) -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked from birth in a DDP rank started by Lightning
+    done.wait()
 
 
 class _NotingSignalConnector(_SignalConnector):
@@ -109,7 +121,6 @@ class PreemptionCheckpoint(pl.Callback):
         if stage != "fit":
             return
         check_one_last_checkpoint(trainer)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held back by noting_sigterm until the ranks exist
         if not isinstance(trainer._signal_connector, _NotingSignalConnector):  # before Lightning installs its handler
             trainer._signal_connector = _NotingSignalConnector(trainer)
         if dist.is_available() and dist.is_initialized() and trainer.world_size > 1 and self._group is None:
