@@ -116,9 +116,10 @@ def finish(process: subprocess.Popen, timeout: float, what: str) -> str:
     try:
         return process.communicate(timeout=timeout)[1]
     except subprocess.TimeoutExpired:
+        states = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:24,args", "-g", str(process.pid)], capture_output=True, text=True).stdout
         os.killpg(process.pid, signal.SIGKILL)
         stderr = process.communicate()[1]
-        pytest.fail(f"ptft hung {timeout} s after {what}:\n{stderr[-3000:]}")
+        pytest.fail(f"ptft hung {timeout} s after {what}; its processes:\n{states}\n{stderr[-3000:]}")
 
 
 def preempted_at(process: subprocess.Popen, stderr: str, folder) -> int:
