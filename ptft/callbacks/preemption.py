@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import signal
 import threading
 from collections.abc import Iterator
@@ -46,6 +47,9 @@ def noting_sigterm() -> Iterator[None]:
     try:
         yield
     finally:
+        for child in multiprocessing.active_children():  # DataLoader workers: they inherited the block, so
+            if child.daemon:  # Python's exit, which stops them with SIGTERM and waits, would wait forever
+                child.kill()
         done.set()
         receiver.join()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
