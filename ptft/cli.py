@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -30,7 +31,8 @@ from ptft.handoff import export_backbone, read_pretrained
 from ptft.parse_errors import one_line_parse_error
 from ptft import quiet
 from ptft.tasks.base import PtftTask
-from ptft.callbacks import ExperimentConfig, RunFolders
+from ptft.callbacks import ExperimentConfig, PreemptionCheckpoint, RunFolders
+from ptft.callbacks.preemption import noting_sigterm
 from ptft.reliability import PREEMPTED_EXIT_CODE, experiment_config, find_last_checkpoint
 from ptft.schedules import known_run_length
 
@@ -193,6 +195,8 @@ class PtftCLI(LightningCLI):
         self._before_run()
         experiment = experiment_config(self.config[self.subcommand].as_dict())
         self.trainer.callbacks.append(ExperimentConfig(experiment))
+        if not isinstance(self.model, PtftTask):  # a PtftTask adds its own; SIGTERM stops any run safely
+            self.trainer.callbacks.append(PreemptionCheckpoint())
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") == "last":
             found, notes = find_last_checkpoint(self.trainer, experiment)
@@ -344,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
         commands[args[0]](args[1:])
         return
     try:
-        run_cli(None if argv is None else args)  # None: LightningCLI reads sys.argv itself
+        with noting_sigterm() if args[:1] == ["fit"] else contextlib.nullcontext():  # a SIGTERM in setup: stop after step 1
+            run_cli(None if argv is None else args)  # None: LightningCLI reads sys.argv itself
     except SIGTERMException as stop:  # preempted: last.ckpt was saved after the current batch
         if os.environ.get("LOCAL_RANK", "0") != "0":
             sys.exit(0)  # a rank Lightning started: a non-zero exit would make the launching rank SIGKILL the others

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import time
 from pathlib import Path
@@ -87,3 +88,24 @@ class SlowSteps(pl.Callback):
 
 def state_digest(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class Jitter(pl.Callback):
+    """Sleeps a random time up to ``seconds`` at five points of each training step and after each
+    validation batch, on every rank (each its own random sequence), so the ranks wait for each other
+    in collectives at random moments; rank 0 writes the number of steps done to ``mark``."""
+
+    def __init__(self, seconds: float, mark: str) -> None:
+        self.seconds = seconds
+        self.mark = Path(mark)
+        self.random = random.Random()
+
+    def sleep(self, *args) -> None:
+        time.sleep(self.random.uniform(0, self.seconds))
+
+    on_train_batch_start = on_before_backward = on_after_backward = on_before_optimizer_step = on_validation_batch_end = sleep
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_rank == 0:
+            self.mark.write_text(str(trainer.global_step))
+        self.sleep()

@@ -2,13 +2,77 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.trainer.connectors.signal_connector import _SignalConnector
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ptft.errors import ConfigError
+
+_sigterm_noted = False  # process-wide, as signal handlers are: set by note_sigterm, cleared when the ranks act on it
+
+
+def note_sigterm(signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM handler that only notes the signal (no collective, no I/O; harmless when called
+    twice): :class:`PreemptionCheckpoint` acts on it at the end of the step."""
+    global _sigterm_noted
+    _sigterm_noted = True
+
+
+@contextlib.contextmanager
+def noting_sigterm() -> Iterator[None]:
+    """SIGTERM only noted (:func:`note_sigterm`) inside the block. ``ptft fit`` runs in one, so a
+    SIGTERM during setup stops the run after its first step and one after training is harmless
+    (Lightning installs its handler only just before training). The main thread blocks SIGTERM
+    and a helper thread receives it (Python runs the handler in the main thread all the same):
+    the processes the main thread starts inherit the block, so a SIGTERM to the process group
+    neither kills a DDP rank while Python starts up nor a DataLoader worker."""
+    previous = signal.signal(signal.SIGTERM, note_sigterm)
+    done = threading.Event()
+    receiver = threading.Thread(target=_receive_sigterm, args=(done,), name="ptft-sigterm", daemon=True)
+    receiver.start()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        for child in multiprocessing.active_children():  # DataLoader workers: they inherited the block, so
+            if child.daemon:  # Python's exit, which stops them with SIGTERM and waits, would wait forever
+                child.kill()
+        done.set()
+        receiver.join()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _receive_sigterm(done: threading.Event) -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked from birth in a DDP rank started by Lightning
+    done.wait()
+
+
+class _NotingSignalConnector(_SignalConnector):
+    """Lightning's signal handling, except that while fitting its SIGTERM handler only notes the
+    signal. Lightning's own handler broadcasts from inside the handler, so under DDP it deadlocks
+    when the signal lands while another rank is in a different collective (gradient all-reduce,
+    a checkpoint's barrier), and it forwards the signal to ranks that may get it from the process
+    group as well."""
+
+    def _sigterm_notifier_fn(self, signum: int, frame: FrameType | None) -> None:
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            note_sigterm(signum, frame)
+        else:
+            super()._sigterm_notifier_fn(signum, frame)
 
 
 def last_checkpoint_path(trainer: pl.Trainer) -> Path:
@@ -57,19 +121,53 @@ def check_no_earlier_last_checkpoint(trainer: pl.Trainer) -> None:
 
 
 class PreemptionCheckpoint(pl.Callback):
-    """On SIGTERM, save ``last.ckpt`` after the current batch (every rank takes part; rank 0
-    writes), so ``ptft fit ... --ckpt_path last`` continues from that batch. The ``ptft`` command
+    """On SIGTERM, save ``last.ckpt`` after the current step (every rank takes part; rank 0
+    writes), so ``ptft fit ... --ckpt_path last`` continues from that step. The ``ptft`` command
     then exits with code 143. Other exceptions save nothing: the last periodic checkpoint stays.
+
+    The signal handler only notes the signal (:func:`note_sigterm`), whichever rank gets it, at any
+    moment. At the end of each optimizer step (in ``on_train_batch_end``) the ranks agree whether
+    any of them got one: one all-reduce of one integer on a CPU (gloo) group, which every rank
+    reaches at the same point, so it cannot interleave with DDP's own collectives. When one did,
+    every rank sets Lightning's ``received_sigterm`` and Lightning stops them all after that batch.
+    One process needs no agreement. A signal during validation is acted on at the next step.
     At setup it checks that the run writes one ``last.ckpt`` (:func:`check_one_last_checkpoint`), and
     at fit start that a fresh run writes it into a folder of its own (:func:`check_no_earlier_last_checkpoint`).
     Every ptft task adds it."""
 
     def __init__(self) -> None:
         self.saved_path: Path | None = None
+        self._group: Any = None  # the CPU process group the ranks agree in (None: one process)
+        self._agreed_at_step = -1
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            check_one_last_checkpoint(trainer)
+        if stage != "fit":
+            return
+        check_one_last_checkpoint(trainer)
+        if not isinstance(trainer._signal_connector, _NotingSignalConnector):  # before Lightning installs its handler
+            trainer._signal_connector = _NotingSignalConnector(trainer)
+        if dist.is_available() and dist.is_initialized() and trainer.world_size > 1 and self._group is None:
+            self._group = dist.new_group(backend="gloo")  # every rank runs setup
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._agreed_at_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self._agreed_at_step:  # no optimizer step since the last agreement (gradient accumulation)
+            return
+        self._agreed_at_step = trainer.global_step
+        if self._any_rank_noted_sigterm():
+            trainer._signal_connector.received_sigterm = True  # Lightning's loops stop every rank after this batch
+
+    def _any_rank_noted_sigterm(self) -> bool:
+        global _sigterm_noted
+        noted = torch.tensor([int(_sigterm_noted)])
+        if self._group is not None:
+            dist.all_reduce(noted, op=dist.ReduceOp.MAX, group=self._group)
+        if not noted.item():
+            return False
+        _sigterm_noted = False  # acted on
+        return True
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         check_no_earlier_last_checkpoint(trainer)

@@ -1,14 +1,19 @@
 """2-process DDP (gloo): a NaN on one rank is handled on every rank; one rank failing stops them all."""
 
+import contextlib
 import json
 import os
+import random
+import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import make_image_tree
-from helpers import CONFIGS, run_ptft, sigterm_when_marked
+from helpers import CONFIGS, PTFT, ptft_env, run_ptft
 
 
 def ddp_fit(tmp_path, *callbacks, extra=(), check=True, timeout=300):
@@ -71,21 +76,113 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_sigterm_under_ddp_saves_one_checkpoint_and_exits_143(tmp_path):
-    tree = tmp_path / "tree"
-    make_image_tree(tree, per_class=8)
-    slow = {"class_path": "reliability_callbacks.SlowSteps", "init_args": {"seconds": 1.0, "mark": str(tmp_path / "mark"), "mark_at": 2}}
-    pids = {"class_path": "reliability_callbacks.RaiseOnRank", "init_args": {"rank": -1, "pid_dir": str(tmp_path / "pids")}}  # pids only
-    checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}
+SIGTERM_REPEATS = int(os.environ.get("PTFT_SIGTERM_REPEATS", "2"))  # runs per target; 10 for the full stress
+SIGTERM_STEPS = 30
+
+
+def start_sigterm_run(tmp_path, *extra: str) -> subprocess.Popen:
+    """A 2-process ``ptft fit`` of 30 jittered steps, with a step checkpoint (and last.ckpt) every
+    5 steps and 2 validation batches every 3 epochs (9 steps), in its own process group."""
+    tree = tmp_path.parent / "tree"
+    if not tree.exists():
+        make_image_tree(tree, per_class=8)  # 3 batches of 4 per rank and epoch
+    callbacks = [
+        {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+         "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True, "every_n_train_steps": 5}},
+        {"class_path": "reliability_callbacks.Jitter", "init_args": {"seconds": 0.03, "mark": str(tmp_path / "mark")}},
+        {"class_path": "reliability_callbacks.RaiseOnRank", "init_args": {"rank": -1, "pid_dir": str(tmp_path / "pids")}},  # pids only
+    ]
     args = ["fit", "-c", str(CONFIGS / "pretrain/autoencoder_imagenette.yaml"), "-c", str(CONFIGS / "trainer/ddp.yaml"),
             f"--data.root={tree}", "--data.image_size=16", "--data.batch_size=4", "--data.num_workers=0",
             "--model.backbone.init_args.base_width=8", "--model.backbone.init_args.num_layers=2", "--model.decoder_width=8",
-            "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.max_steps=100", "--trainer.limit_val_batches=0",
+            "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.max_steps={SIGTERM_STEPS}",
+            "--trainer.check_val_every_n_epoch=3", "--trainer.limit_val_batches=2", "--trainer.num_sanity_val_steps=0",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path / 'root'}",
-            f"--trainer.callbacks={json.dumps([checkpoint, slow, pids])}"]
-    stopped = sigterm_when_marked(*args, cwd=tmp_path, mark=tmp_path / "mark")
-    assert stopped.returncode == 143, stopped.stderr[-3000:]
-    saved = torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)
-    assert 2 <= saved["global_step"] < 100
-    pids = [int(p.read_text()) for p in (tmp_path / "pids").glob("rank*.pid")]
-    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
+            f"--trainer.callbacks={json.dumps(callbacks)}", *extra]
+    return subprocess.Popen([PTFT, *args], cwd=tmp_path, env=ptft_env("disabled"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None, f"ptft exited {process.returncode} before {what}:\n{process.stderr.read()[-3000:]}"
+        assert time.time() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.01)
+
+
+def finish(process: subprocess.Popen, timeout: float, what: str) -> str:
+    """Waits for ``process`` at most ``timeout`` seconds (then kills its process group and fails); its stderr."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        states = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:24,args", "-g", str(process.pid)], capture_output=True, text=True).stdout
+        os.killpg(process.pid, signal.SIGKILL)
+        stderr = process.communicate()[1]
+        pytest.fail(f"ptft hung {timeout} s after {what}; its processes:\n{states}\n{stderr[-3000:]}")
+
+
+def preempted_at(process: subprocess.Popen, stderr: str, folder) -> int:
+    """Checks a preempted run: exit 143, its ranks gone, a loadable last.ckpt; its global step."""
+    assert process.returncode == 143, stderr[-3000:]
+    pids = [int(p.read_text()) for p in (folder / "pids").glob("rank*.pid")]
+    assert len(pids) == 2
+    deadline = time.time() + 10  # rank 1 may still be leaving Python
+    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
+    saved = torch.load(folder / "ckpt/last.ckpt", weights_only=True)
+    assert 1 <= saved["global_step"] < SIGTERM_STEPS
+    return saved["global_step"]
+
+
+@pytest.mark.parametrize("target", ["rank 0", "rank 1", "process group"])
+def test_sigterm_under_ddp_at_random_moments_saves_last_ckpt_and_exits_143(target, tmp_path):
+    """SIGTERM to rank 0 (what a `kill` of the launched command does), to rank 1, or to the whole
+    process group (as SLURM signals a job step: every rank gets it), at a random moment of a random
+    step: forward, backward (DDP's all-reduce), optimizer step, a step checkpoint or validation
+    (step 0: the start of training). PTFT_SIGTERM_REPEATS runs per target (2 by default); each
+    must end within 45 s of the signal. The first process-group run's last.ckpt is resumed."""
+    rng = random.Random()
+    for run in range(SIGTERM_REPEATS):
+        folder = tmp_path / f"run{run}"
+        folder.mkdir()
+        process = start_sigterm_run(folder, *(["--data.num_workers=1"] if target == "process group" else []))  # the group has the workers too
+        pid_files = [folder / f"pids/rank{rank}.pid" for rank in (0, 1)]
+        wait_for(lambda: all(p.exists() and p.read_text() for p in pid_files), process, "both ranks started")
+        step = rng.randrange(SIGTERM_STEPS - 5)
+        wait_for(lambda: step == 0 or (folder / "mark").exists() and int((folder / "mark").read_text() or 0) >= step, process, f"step {step}")
+        delay = rng.uniform(0, 0.2)
+        time.sleep(delay)
+        moment = f"SIGTERM to {target} {delay:.2f} s after step {step}"
+        if target == "process group":
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            os.kill(int(pid_files[int(target[-1])].read_text()), signal.SIGTERM)
+        start = time.time()
+        stderr = finish(process, 45, moment)
+        saved = preempted_at(process, stderr, folder)
+        print(f"{moment}: exit {process.returncode} after {time.time() - start:.1f} s, last.ckpt at step {saved}")
+        if run == 0 and target == "process group":  # the checkpoint resumes, under DDP
+            resumed = start_sigterm_run(folder, f"--ckpt_path={folder / 'ckpt/last.ckpt'}", f"--trainer.max_steps={saved + 2}")
+            stderr = finish(resumed, 120, "the resume")
+            assert resumed.returncode == 0, stderr[-3000:]
+            assert torch.load(folder / "ckpt/last.ckpt", weights_only=True)["global_step"] == saved + 2
+
+
+def rank_1_started(pid: int) -> bool:
+    """Whether process ``pid`` has started rank 1 (a child with LOCAL_RANK=1)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    with contextlib.suppress(FileNotFoundError):
+        return any(b"LOCAL_RANK=1" in Path(f"/proc/{child}/environ").read_bytes().split(b"\0") for child in children)
+    return False
+
+
+def test_sigterm_to_the_process_group_while_rank_1_starts_stops_after_the_first_step(tmp_path):
+    """Rank 1 gets the signal while Python starts, before any handler: it was started with SIGTERM
+    blocked (inherited from rank 0), so the signal waits for ptft's handler instead of killing it."""
+    process = start_sigterm_run(tmp_path)
+    wait_for(lambda: rank_1_started(process.pid), process, "rank 1 started")
+    os.killpg(process.pid, signal.SIGTERM)
+    stderr = finish(process, 60, "a SIGTERM while rank 1 starts")
+    assert preempted_at(process, stderr, tmp_path) == 1

@@ -9,7 +9,7 @@ import torch
 
 from conftest import make_corpus, make_image_tree
 from helpers import CONFIGS, run_ptft, sigterm_when_marked, tiny_text_model
-from ptft.cli import run_cli
+from ptft.cli import main, run_cli
 from ptft.errors import ConfigError
 
 TINY = {  # the shipped config at the smallest size; each exercises a random stream the resume must continue
@@ -103,6 +103,20 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(tree, tmp_path
     run_cli(fit_args("autoencoder", tmp_path, "run", every=100, max_steps=step + 2) + [f"--ckpt_path={reported}"])  # an explicit path
     resumed = [r["step"] for r in losses(tmp_path / "run.jsonl")][-2:]
     assert resumed == [step + 1, step + 2]  # continued after the saved step, none repeated
+
+
+def test_sigterm_stops_a_lightning_module_that_is_no_ptft_task_and_restores_the_handler(tmp_path, monkeypatch):
+    # `ptft fit` notes SIGTERM and holds it back until PreemptionCheckpoint's setup: the CLI adds one to such a model
+    monkeypatch.chdir(tmp_path)
+    callbacks = [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"dirpath": str(tmp_path / "ckpt")}},
+                 {"class_path": "reliability_callbacks.KillAt", "init_args": {"step": 3, "signal_name": "SIGTERM"}}]
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--model=pytorch_lightning.demos.boring_classes.BoringModel", "--data=pytorch_lightning.demos.boring_classes.BoringDataModule",
+              "--trainer.max_steps=20", "--trainer.logger=false", "--trainer.enable_progress_bar=false", f"--trainer.callbacks={json.dumps(callbacks)}"])
+    assert stopped.value.code == 143
+    assert 4 <= torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)["global_step"] < 20  # signalled in step 4
+    assert signal.getsignal(signal.SIGTERM) is handler and signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
 def test_mlm_with_gradient_accumulation_resumes_mid_epoch_with_identical_losses(tmp_path, monkeypatch):
