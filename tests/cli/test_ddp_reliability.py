@@ -172,10 +172,12 @@ def test_sigterm_under_ddp_at_random_moments_saves_last_ckpt_and_exits_143(targe
 
 def rank_1_started(pid: int) -> bool:
     """Whether process ``pid`` has started rank 1 (a child with LOCAL_RANK=1)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    with contextlib.suppress(FileNotFoundError):
-        return any(b"LOCAL_RANK=1" in Path(f"/proc/{child}/environ").read_bytes().split(b"\0") for child in children)
-    return False
+    def environment(child: str) -> list[bytes]:
+        with contextlib.suppress(OSError):  # a short-lived child (e.g. a helper the launcher ran) may be gone already
+            return Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        return []
+
+    return any(b"LOCAL_RANK=1" in environment(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
 
 def test_sigterm_to_the_process_group_while_rank_1_starts_stops_after_the_first_step(tmp_path):
