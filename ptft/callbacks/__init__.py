@@ -5,6 +5,7 @@ report ``ptft sweep`` adds to each trial."""
 from ptft.callbacks.atomic_checkpoints import AtomicCheckpoints
 from ptft.callbacks.checkpoint_metadata import CheckpointMetadata
 from ptft.callbacks.experiment import ExperimentConfig
+from ptft.callbacks.final_checkpoint import FinalCheckpoint
 from ptft.callbacks.knn import KNNMonitor
 from ptft.callbacks.loader_position import LoaderPosition
 from ptft.callbacks.nonfinite import NonFiniteGuard
@@ -14,5 +15,5 @@ from ptft.callbacks.rng_states import RNGStates
 from ptft.callbacks.run_folders import RunFolders
 from ptft.callbacks.trial_report import TrialReport
 
-__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "KNNMonitor", "LoaderPosition", "NonFiniteGuard", "PreemptionCheckpoint",
+__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "FinalCheckpoint", "KNNMonitor", "LoaderPosition", "NonFiniteGuard", "PreemptionCheckpoint",
            "RNGStates", "RunFolders", "StageProgress", "TrialReport"]

@@ -12,7 +12,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from ptft.backbones.base import Backbone
-from ptft.callbacks import AtomicCheckpoints, CheckpointMetadata, LoaderPosition, NonFiniteGuard, PreemptionCheckpoint, RNGStates
+from ptft.callbacks import AtomicCheckpoints, CheckpointMetadata, FinalCheckpoint, LoaderPosition, NonFiniteGuard, PreemptionCheckpoint, RNGStates
 from ptft.callbacks.nonfinite import NonFinitePolicy
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError
@@ -30,7 +30,8 @@ class PtftTask(pl.LightningModule):
     guard (:class:`~ptft.callbacks.NonFiniteGuard`), RNG states in checkpoints
     (:class:`~ptft.callbacks.RNGStates`), the train loader's position on resume
     (:class:`~ptft.callbacks.LoaderPosition`), ``last.ckpt`` on SIGTERM
-    (:class:`~ptft.callbacks.PreemptionCheckpoint`), atomic and ``weights_only`` checkpoint IO
+    (:class:`~ptft.callbacks.PreemptionCheckpoint`), ``last.ckpt`` at a normal end
+    (:class:`~ptft.callbacks.FinalCheckpoint`), atomic and ``weights_only`` checkpoint IO
     (:class:`~ptft.callbacks.AtomicCheckpoints`) and the ``checkpoint["ptft"]`` metadata
     (:class:`~ptft.callbacks.CheckpointMetadata`).
 
@@ -142,7 +143,7 @@ class PtftTask(pl.LightningModule):
     def configure_callbacks(self) -> list[pl.Callback]:
         """The run machinery every ptft run gets (see the class docstring)."""
         return [NonFiniteGuard(self.on_nonfinite, self.nonfinite_loss_name), RNGStates(), LoaderPosition(), PreemptionCheckpoint(),
-                AtomicCheckpoints(), CheckpointMetadata()]
+                FinalCheckpoint(), AtomicCheckpoints(), CheckpointMetadata()]
 
     def compile_regions(self) -> list[nn.Module]:
         """The modules ``torch_compile`` compiles (each through its ``__call__``): the backbone's
