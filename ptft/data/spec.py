@@ -24,7 +24,8 @@ class DataSpec:
         image_size: side of the square images.
         tokenizer: the tokenizer of text data, or the character vocabulary of transcripts (speech). A DataModule that trains its tokenizer fills it in
             ``prepare_data`` / ``setup``, so tasks read it from their ``setup`` on.
-        max_length: longest token sequence a batch holds (text).
+        max_length: longest token sequence a batch holds (text; a seq2seq model's source).
+        max_target_length: longest target token sequence a batch holds (seq2seq text).
         audio: how speech waveforms become log-mel frames (saved in checkpoints and exports).
     """
 
@@ -34,4 +35,5 @@ class DataSpec:
     image_size: int | None = None
     tokenizer: TextTokenizer | None = field(default=None, repr=False)
     max_length: int | None = None
+    max_target_length: int | None = None
     audio: LogMelSettings | None = None
