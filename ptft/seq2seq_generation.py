@@ -23,6 +23,9 @@ class GenerationSettings:
             plain sum, which favours short outputs; above 1 favours longer ones).
         no_repeat_ngram_size: no n-gram of this size appears twice in an output (0: no constraint).
         use_cache: keep each decoder block's keys and values between steps (same result, faster).
+        temperature: 0 picks the likeliest token at each step; above 0 samples from the softmax of
+            the logits divided by it (``beam_size`` 1 only).
+        top_k: with sampling, sample among the ``top_k`` likeliest tokens only (None: all).
     """
 
     max_length: int = 64
@@ -30,11 +33,17 @@ class GenerationSettings:
     length_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     use_cache: bool = True
+    temperature: float = 0.0
+    top_k: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_length < 1 or self.beam_size < 1 or self.no_repeat_ngram_size < 0:
             raise ConfigError(f"generation: need max_length >= 1, beam_size >= 1 and no_repeat_ngram_size >= 0, "
                               f"got {self.max_length}, {self.beam_size} and {self.no_repeat_ngram_size}")
+        if self.temperature < 0 or (self.top_k is not None and self.top_k < 1):
+            raise ConfigError(f"generation: need temperature >= 0 and top_k >= 1, got {self.temperature} and {self.top_k}")
+        if self.temperature > 0 and self.beam_size > 1:
+            raise ConfigError("generation: sampling (temperature > 0) needs beam_size 1; beam search keeps the likeliest hypotheses")
 
 
 def banned_tokens(tokens: list[int], size: int) -> list[int]:
@@ -68,16 +77,17 @@ class Decoder:
 
 @torch.no_grad()
 def generate(model: Seq2SeqTransformer, source: torch.Tensor, start_id: int, end_id: int,
-             settings: GenerationSettings = GenerationSettings()) -> list[list[int]]:
+             settings: GenerationSettings = GenerationSettings(), generator: torch.Generator | None = None) -> list[list[int]]:
     """Output ids (without the start token, up to and including ``end_id`` when it is reached) for
     each right-padded source ``(B, S)``: the best of ``beam_size`` hypotheses. A hypothesis is
     finished when it emits ``end_id``; an input is done when it has ``beam_size`` finished ones
-    (or at ``max_length``, where the live ones count as finished)."""
+    (or at ``max_length``, where the live ones count as finished). Sampling draws from ``generator``."""
     was_training = model.training
     model.eval()
     try:
-        search = _greedy if settings.beam_size == 1 else _beam_search
-        return search(model, source, start_id, end_id, settings)
+        if settings.beam_size == 1:
+            return _greedy(model, source, start_id, end_id, settings, generator)
+        return _beam_search(model, source, start_id, end_id, settings)
     finally:
         model.train(was_training)
 
@@ -91,14 +101,26 @@ def ban_repeats(log_probs: torch.Tensor, prefixes: torch.Tensor, size: int) -> t
     return log_probs
 
 
+def pick_tokens(log_probs: torch.Tensor, settings: GenerationSettings, generator: torch.Generator | None) -> torch.Tensor:
+    """The likeliest token of each row of ``log_probs``, or one sampled (``settings.temperature``, ``top_k``)."""
+    if settings.temperature == 0:
+        return log_probs.argmax(-1)
+    logits = log_probs / settings.temperature
+    if settings.top_k is not None and settings.top_k < logits.shape[-1]:
+        threshold = logits.topk(settings.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < threshold, -math.inf)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+
+
 def _greedy(model: Seq2SeqTransformer, source: torch.Tensor, start_id: int, end_id: int,
-            settings: GenerationSettings) -> list[list[int]]:
-    """The likeliest next token at each step, for the whole batch at once, until every output has ended."""
+            settings: GenerationSettings, generator: torch.Generator | None = None) -> list[list[int]]:
+    """The likeliest (or a sampled) next token at each step, for the whole batch at once, until every output has ended."""
     decoder = Decoder(model, source, settings.use_cache)
     prefixes = torch.full((len(source), 1), start_id, dtype=torch.long, device=source.device)
     ended = torch.zeros(len(source), dtype=torch.bool, device=source.device)
     for _ in range(settings.max_length):
-        next_tokens = ban_repeats(decoder.log_probs(prefixes), prefixes, settings.no_repeat_ngram_size).argmax(-1)
+        log_probs = ban_repeats(decoder.log_probs(prefixes), prefixes, settings.no_repeat_ngram_size)
+        next_tokens = pick_tokens(log_probs, settings, generator)
         prefixes = torch.cat([prefixes, next_tokens.masked_fill(ended, end_id)[:, None]], dim=1)
         ended |= next_tokens == end_id
         if bool(ended.all()):

@@ -64,6 +64,16 @@ def test_beam_search_with_one_beam_equals_greedy_decoding():
         assert all(len(g) <= 12 for g in greedy) and len({tuple(g) for g in greedy}) > 1
 
 
+def test_sampling_is_seeded_and_top_k_1_is_greedy_decoding():
+    net, source = model(), sources()
+    greedy = generate(net, source, START, END, GenerationSettings(max_length=12))
+    assert generate(net, source, START, END, GenerationSettings(max_length=12, temperature=1.5, top_k=1), torch.Generator().manual_seed(3)) == greedy
+    sampled = [generate(net, source, START, END, GenerationSettings(max_length=12, temperature=2.0), torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
+    assert sampled[0] == sampled[1] and sampled[0] != greedy
+    with pytest.raises(ConfigError, match="sampling \\(temperature > 0\\) needs beam_size 1"):
+        GenerationSettings(temperature=1.0, beam_size=2)
+
+
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_generation_with_the_kv_cache_equals_generation_without_it(beam_size):
     net, source = model(), sources()

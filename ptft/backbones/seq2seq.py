@@ -220,6 +220,15 @@ class Seq2SeqTransformer(SequenceBackbone):
         """Vocabulary logits of decoder states, through the shared token embedding (tied output)."""
         return states @ self.token_embedding.weight.T
 
+    def teacher_forced_logits(self, source: torch.Tensor, decoder_input: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, T, vocab)`` of the next token at every position of ``decoder_input`` ``(B, T)``
+        (a target without its last token), reading right-padded ``source`` ``(B, S)``."""
+        return self.logits(self.decode(decoder_input, self.encode(source)))
+
+    def compile_regions(self) -> list[nn.Module]:
+        """The encoder's regions and each decoder block (what ``decode`` calls through ``__call__``)."""
+        return [*self.encoder.compile_regions(), *self.decoder.blocks]
+
     def layer_groups(self) -> list[list[str]]:
         """Shared and position embeddings, each encoder block, the encoder norm, each decoder block,
         the decoder norm: input first, for layer-wise learning-rate decay."""

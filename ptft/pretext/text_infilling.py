@@ -3,7 +3,14 @@ infilling (each span of Poisson-distributed length becomes a single mask token).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from ptft.data.tokenizer import TextTokenizer
+
+SENTENCE_ENDS = (".", "!", "?")
 
 
 def permute_sentences(tokens: torch.Tensor, sentence_end: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -50,3 +57,22 @@ def infill_spans(tokens: torch.Tensor, mask_id: int, rate: float, poisson_lambda
         start, offset = position + span, offset + span
     pieces.append(tokens[start:])
     return torch.cat(pieces)
+
+
+def sentence_end_table(tokenizer: TextTokenizer) -> torch.Tensor:
+    """``(vocab,)`` booleans: True for the tokens that end a sentence, the end-of-text token and
+    those whose text ends with ``.``, ``!`` or ``?`` (after stripping spaces)."""
+    table = torch.zeros(tokenizer.vocab_size, dtype=torch.bool)
+    for token in range(tokenizer.vocab_size):
+        table[token] = tokenizer.tokenizer.decode([token], skip_special_tokens=False).strip().endswith(SENTENCE_ENDS)
+    table[tokenizer.eos_id] = True
+    return table
+
+
+def corrupt_text(tokens: torch.Tensor, sentence_end: torch.Tensor | None, mask_id: int, rate: float, poisson_lambda: float,
+                 generator: torch.Generator) -> torch.Tensor:
+    """BART's corruption of ``tokens`` ``(T,)``: sentence permutation (unless ``sentence_end``, a
+    :func:`sentence_end_table`, is None), then span infilling."""
+    if sentence_end is not None:
+        tokens = permute_sentences(tokens, sentence_end[tokens], generator)
+    return infill_spans(tokens, mask_id, rate, poisson_lambda, generator)

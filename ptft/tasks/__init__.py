@@ -5,11 +5,12 @@ from ptft.tasks.base import PtftTask
 from ptft.tasks.best_rq import BestRQPretraining
 from ptft.tasks.classification import Classification, FineTuning
 from ptft.tasks.ctc import CTCFineTuning
+from ptft.tasks.denoising_seq2seq import DenoisingSeq2SeqPretraining
 from ptft.tasks.fine_tuning import FineTuningTask
 from ptft.tasks.gan import GANPretraining
 from ptft.tasks.language_model import CausalLMPretraining, MaskedLMPretraining
 from ptft.tasks.mae import MaskedAutoencoderPretraining
 from ptft.tasks.masked_spectrogram import MaskedSpectrogramPretraining
 
-__all__ = ["AutoencoderPretraining", "BestRQPretraining", "CausalLMPretraining", "CTCFineTuning", "Classification", "FineTuning",
+__all__ = ["AutoencoderPretraining", "BestRQPretraining", "CausalLMPretraining", "CTCFineTuning", "Classification", "DenoisingSeq2SeqPretraining", "FineTuning",
            "FineTuningTask", "GANPretraining", "MaskedAutoencoderPretraining", "MaskedLMPretraining", "MaskedSpectrogramPretraining", "PtftTask"]

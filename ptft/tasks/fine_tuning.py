@@ -66,7 +66,7 @@ class FineTuningTask(PtftTask):
         if pretrained is not None:
             try:
                 handed_over = read_pretrained(pretrained)
-                backbone = load_module(handed_over, "backbone", backbone)
+                backbone = self.take_over(handed_over, backbone)
             except PtftError as error:
                 raise type(error)(f"model.pretrained: {error}") from None
         elif backbone is None:
@@ -86,6 +86,13 @@ class FineTuningTask(PtftTask):
             self.backbone.eval()  # Lightning keeps each submodule's mode as it finds it
             if unfreeze_at_epoch is None:
                 self.backbone.requires_grad_(False)  # never trained: not in the optimizer, not in DDP's buckets
+
+    def take_over(self, pretrained: Pretrained, backbone: Backbone | None) -> Backbone:
+        """The backbone fine-tuning starts from: ``pretrained``'s, loaded strictly (into ``backbone``
+        when one is configured). Called before ``nn.Module.__init__``: it may not set attributes.
+        An objective whose backbone can start from another kind of pretrained model (a seq2seq model
+        from an MLM encoder) overrides it."""
+        return load_module(pretrained, "backbone", backbone)
 
     def check_data(self, spec: DataSpec) -> None:
         """The backbone must read the data's inputs, and a pretrained text model's tokenizer must be the data's."""

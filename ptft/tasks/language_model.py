@@ -10,7 +10,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
 
 from ptft.backbones.base import Backbone
 from ptft.backbones.text import TextTransformer
@@ -20,36 +19,24 @@ from ptft.errors import ConfigError
 from ptft.handoff import build_loaded, load_checkpoint, pretrained_in_checkpoint
 from ptft.pretext.lm_head import TiedLMHead
 from ptft.pretext.token_masking import IGNORE_INDEX, mask_tokens, non_special_ids
-from ptft.tasks.base import PtftTask
+from ptft.tasks.text_pretraining import TextPretraining
 
 
-class Perplexity(MeanMetric):
-    """exp of the token-weighted mean loss over an epoch (and every rank)."""
-
-    def compute(self) -> torch.Tensor:
-        return super().compute().exp()
-
-
-class LanguageModelPretraining(PtftTask):
+class LanguageModelPretraining(TextPretraining):
     """A TextTransformer with a tied LM head, trained on token blocks from a text DataModule
-    (``WikiTextDataModule``), whose tokenizer is saved in every checkpoint. Subclasses define the
-    objective; ``head_transform`` selects BERT's transform in the head."""
+    (``WikiTextDataModule``). Subclasses define the objective; ``head_transform`` selects BERT's
+    transform in the head."""
 
+    backbone_type = TextTransformer
     head_transform = False
-    metric_name = "ppl"
 
     def __init__(
         self,
         backbone: Backbone,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(backbone, TextTransformer):
-            raise ConfigError(f"model.backbone of {type(self).__name__} must be a ptft.backbones.TextTransformer, got {type(backbone).__name__}")
         super().__init__(backbone, **kwargs)
         self.lm_head = TiedLMHead(backbone.out_dim, backbone.vocab_size, self.head_transform)
-        self.perplexity = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
-        self._seed = 0
-        self.tokenizer: TextTokenizer | None = None
         self.trained_length: int | None = None  # the data's max_length (block_size) of a loaded checkpoint
 
     @property
@@ -63,63 +50,9 @@ class LanguageModelPretraining(PtftTask):
     def compile_regions(self) -> list[nn.Module]:
         return [*super().compile_regions(), self.lm_head]
 
-    def check_data(self, spec: DataSpec) -> None:
-        if spec.input_kind != "text":
-            raise ConfigError(f"{type(self).__name__} needs text data with a tokenizer (ptft.data.WikiTextDataModule), got {spec.input_kind} data")
-        super().check_data(spec)
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if self.data_spec is None:
-            raise ConfigError(f"{type(self).__name__} needs a text DataModule with a tokenizer (ptft.data.WikiTextDataModule)")
-        self.tokenizer = self.data_spec.tokenizer
-        self._seed = torch.initial_seed()  # set by seed_everything; the base of every step's randomness
-
-    def micro_batch(self, batch_idx: int) -> int:
-        """A counter of training micro-batches, distinct for every batch of the run: the optimizer
-        step times ``accumulate_grad_batches`` plus the batch's place in its accumulation window
-        (Lightning's windows start at a multiple of ``accumulate_grad_batches`` within each epoch and
-        end at the epoch's last batch). It is ``global_step`` without accumulation, and derives from
-        loop state a resume restores, so a resumed run counts the same."""
-        accumulate = self.trainer.accumulate_grad_batches
-        return self.global_step * accumulate + batch_idx % accumulate
-
-    def step_generator(self, step: int, stream: int) -> torch.Generator:
-        """Randomness of one micro-batch (``step``: :meth:`micro_batch`): a function of the seed,
-        the rank and the step, so ranks differ (seed_everything gives them the same global stream),
-        micro-batches of one accumulated optimizer step differ, and a resumed run draws the same."""
-        seed = ((self._seed * 1_000_003 + self.global_rank) * 1_000_003 + step) * 2 + stream
-        return torch.Generator(self.device).manual_seed(seed % 2**63)
-
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits ``(B, T, vocab)`` of packed (unpadded) token blocks."""
         return self.lm_head(self.backbone.hidden_states(tokens, padding=False), self.backbone.token_embedding.weight)
-
-    def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean loss over the predicted tokens and extra per-batch metrics (``count``: the tokens
-        scored) of a batch of examples ``(B, block_size + 1)`` from :class:`~ptft.data.wikitext.TokenBlocks`:
-        the model reads the first ``block_size`` tokens of each."""
-        raise NotImplementedError
-
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.loss(batch, self.step_generator(self.micro_batch(batch_idx), 0))
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
-
-    def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
-
-    def _evaluate(self, batch: torch.Tensor, batch_idx: int, stage: str) -> None:
-        generator = torch.Generator(self.device).manual_seed(batch_idx)  # the same corruption every epoch
-        loss, extra = self.loss(batch, generator)
-        self.perplexity[stage].update(loss.float(), extra.pop("count"))
-        self.log(f"{stage}/{self.metric_name}", self.perplexity[stage], prog_bar=True)
-        self.log(f"{stage}/loss", loss, sync_dist=True)
-        for name, value in extra.items():
-            self.log(f"{stage}/{name}", value, sync_dist=True)
 
 
 class MaskedLMPretraining(LanguageModelPretraining):
