@@ -5,6 +5,7 @@
     ptft export path/to/last.ckpt exports/my_backbone
     ptft sample path/to/gan/last.ckpt --num 64 --out samples/
     ptft generate path/to/clm/last.ckpt --prompt "The game" --max_new_tokens 50
+    ptft generate path/to/seq2seq/last.ckpt --input_file sources.txt --out outputs.txt --beam_size 4
     ptft transcribe path/to/ctc/last.ckpt speech.wav [more.flac ...] [--out transcripts.jsonl]
     ptft sweep configs/sweeps/gan_imagenette.yaml --count 8 [--trainer.max_steps=50 ...]
 """
@@ -273,27 +274,81 @@ def sample_main(args: list[str]) -> None:
 
 
 def generate_main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="ptft generate", description="Print text sampled from a causal-LM checkpoint.")
-    parser.add_argument("checkpoint", help="a .ckpt written by ptft.tasks.CausalLMPretraining")
-    parser.add_argument("--prompt", default="", help="text to continue (default: start of a text)")
-    parser.add_argument("--max_new_tokens", type=int, default=100, help="number of tokens to generate (default 100)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1.0)")
-    parser.add_argument("--top_k", type=int, default=None, help="sample among the k likeliest tokens (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    parser = argparse.ArgumentParser(prog="ptft generate", description="Print text sampled from a causal-LM checkpoint, or the output text "
+                                     "of an encoder-decoder model (translation, summarisation) for input texts.")
+    parser.add_argument("checkpoint", help="a .ckpt of ptft.tasks.CausalLMPretraining, or a .ckpt or export folder of an encoder-decoder model "
+                                           "(ptft.tasks.Seq2SeqFineTuning)")
+    causal = parser.add_argument_group("causal LM")
+    causal.add_argument("--prompt", default=None, help="text to continue (default: start of a text)")
+    causal.add_argument("--max_new_tokens", type=int, default=100, help="number of tokens to generate (default 100)")
+    seq2seq = parser.add_argument_group("encoder-decoder model")
+    seq2seq.add_argument("--input", help="one input text")
+    seq2seq.add_argument("--input_file", help="a UTF-8 file of input texts, one per line")
+    seq2seq.add_argument("--out", help="also write the outputs to this file, one per line")
+    seq2seq.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    seq2seq.add_argument("--beam_size", type=int, default=4, help="beam search width; 1 = greedy or sampling (default 4)")
+    seq2seq.add_argument("--length_penalty", type=float, default=1.0, help="a hypothesis scores sum log p / length ** this (default 1.0)")
+    seq2seq.add_argument("--max_length", type=int, default=None, help="longest output in tokens (default: the decoder's max_target_length)")
+    seq2seq.add_argument("--no_repeat_ngram_size", type=int, default=0, help="no n-gram of this size twice in an output (default 0: off)")
+    seq2seq.add_argument("--batch_size", type=int, default=32, help="inputs generated at once (default 32)")
+    seq2seq.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    sampling = parser.add_argument_group("sampling (both)")
+    sampling.add_argument("--temperature", type=float, default=None, help="sampling temperature; 0 = greedy (default: 1.0 for a causal LM, "
+                                                                         "0 for an encoder-decoder model)")
+    sampling.add_argument("--top_k", type=int, default=None, help="sample among the k likeliest tokens (default: all)")
+    sampling.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
     options = parser.parse_args(args)
-    if options.max_new_tokens < 1:
-        parser.exit(2, f"ptft generate: error: --max_new_tokens must be >= 1, got {options.max_new_tokens}\n")
     import torch
 
-    from ptft.tasks.language_model import load_causal_lm
+    from ptft.text_to_text import is_seq2seq
 
+    generator = torch.Generator().manual_seed(options.seed)
     try:
+        pretrained = read_pretrained(options.checkpoint) if Path(options.checkpoint).exists() else None
+        if pretrained is not None and is_seq2seq(pretrained):
+            _generate_seq2seq(parser, options, pretrained, generator)
+            return
+        if options.input is not None or options.input_file is not None:
+            raise ConfigError(f"--input and --input_file are for encoder-decoder models; {options.checkpoint} is not one (a causal LM takes --prompt)")
+        if options.max_new_tokens < 1:
+            parser.exit(2, f"ptft generate: error: --max_new_tokens must be >= 1, got {options.max_new_tokens}\n")
+        from ptft.tasks.language_model import load_causal_lm
+
         model = load_causal_lm(options.checkpoint)
-        generator = torch.Generator().manual_seed(options.seed)
-        new = model.generate(model.encode_prompt(options.prompt), options.max_new_tokens, options.temperature, options.top_k, generator)
+        prompt = options.prompt or ""
+        temperature = 1.0 if options.temperature is None else options.temperature
+        new = model.generate(model.encode_prompt(prompt), options.max_new_tokens, temperature, options.top_k, generator)
     except PtftError as error:
         parser.exit(2, f"ptft generate: error: {one_line(error)}\n")
-    print(options.prompt + model.tokenizer.decode(new))  # the prompt as given, then the new text
+    print(prompt + model.tokenizer.decode(new))  # the prompt as given, then the new text
+
+
+def _generate_seq2seq(parser: argparse.ArgumentParser, options: argparse.Namespace, pretrained, generator) -> None:
+    """``ptft generate`` of an encoder-decoder model: outputs of ``--input`` or ``--input_file``, printed and written to ``--out``."""
+    from ptft.data.text_files import check_text_file
+    from ptft.seq2seq_generation import GenerationSettings
+    from ptft.temp_files import write_text_output
+    from ptft.text_to_text import TextToText
+
+    if options.prompt is not None:
+        raise ConfigError("an encoder-decoder model maps --input (or --input_file) to an output; --prompt is for causal LMs")
+    if (options.input is None) == (options.input_file is None):
+        raise ConfigError("give exactly one of --input TEXT and --input_file FILE")
+    if options.out is not None and Path(options.out).exists() and not options.overwrite:
+        raise OutputExistsError(f"{options.out} exists; pass --overwrite to replace it")
+    if options.batch_size < 1:
+        raise ConfigError(f"--batch_size must be >= 1, got {options.batch_size}")
+    if options.input_file is not None:
+        texts = check_text_file(Path(options.input_file), "--input_file").read_text(encoding="utf-8").splitlines()
+    else:
+        texts = [options.input]
+    model = TextToText(pretrained, options.device)
+    settings = GenerationSettings(options.max_length or model.model.max_target_length, options.beam_size, options.length_penalty,
+                                  options.no_repeat_ngram_size, temperature=options.temperature or 0.0, top_k=options.top_k)
+    outputs = model(texts, settings, options.batch_size, generator)
+    if options.out is not None:
+        write_text_output(options.out, "".join(f"{line}\n" for line in outputs), options.overwrite)
+    print("\n".join(outputs))
 
 
 def transcribe_main(args: list[str]) -> None:
@@ -341,6 +396,8 @@ def main(argv: list[str] | None = None) -> None:
               "ptft sample CHECKPOINT --num N --out DIR          write N images from a GAN checkpoint, plus grid.png\n"
               "ptft generate CHECKPOINT --prompt TEXT --max_new_tokens N [--temperature T --top_k K]\n"
               "                                                  print text sampled from a causal-LM checkpoint\n"
+              "ptft generate MODEL --input TEXT | --input_file F [--out FILE --beam_size B ...]\n"
+              "                                                  print the outputs of an encoder-decoder model\n"
               "ptft transcribe MODEL AUDIO... [--out FILE]       print one transcript per audio file (CTC speech model)\n"
               "ptft sweep SWEEP.yaml --count N [overrides...]    run a W&B-format sweep locally with Optuna (resumable)\n")
     commands = {"export": export_main, "sample": sample_main, "generate": generate_main, "transcribe": transcribe_main, "sweep": sweep_main}

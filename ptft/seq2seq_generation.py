@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ptft.backbones.seq2seq import DecoderCache, Seq2SeqTransformer
 from ptft.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ptft.data.tokenizer import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -181,3 +185,9 @@ def _beam_search(model: Seq2SeqTransformer, source: torch.Tensor, start_id: int,
                     if scores[b, k] > -math.inf:
                         finished[b].append((final_score(float(scores[b, k]), prefixes.shape[1] - 1), prefixes[b * scores.shape[1] + k, 1:].tolist()))
     return [max(hypotheses, key=lambda h: h[0])[1] if hypotheses else [] for hypotheses in finished]
+
+
+def output_text(tokenizer: TextTokenizer, ids: list[int]) -> str:
+    """The text of generated ``ids``: special tokens dropped (the end-of-text token is a line break), spaces stripped."""
+    special = set(tokenizer.special_ids) - {tokenizer.eos_id}
+    return tokenizer.decode([i for i in ids if i not in special]).strip()

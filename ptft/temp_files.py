@@ -16,6 +16,8 @@ import re
 import socket
 from pathlib import Path
 
+from ptft.errors import OutputExistsError
+
 log = logging.getLogger(__name__)
 TEMP_NAME = re.compile(r"\..+\.tmp-(?P<host>.+)-(?P<pid>\d+)")
 
@@ -53,3 +55,17 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
         log.warning(f"ptft: removed {path} ({size / 1e6:.1f} MB), left by process {match['pid']}, which was killed while writing it")
         removed.append(path)
     return removed
+
+
+def write_text_output(out: str | os.PathLike, text: str, overwrite: bool) -> None:
+    """Write a command's output file ``out`` atomically (a temporary file renamed into place): an
+    existing file is replaced only with ``overwrite``, and a failure leaves it as it was."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    tmp = temp_path(out)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)

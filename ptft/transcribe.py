@@ -12,9 +12,9 @@ from ptft.ctc_decoding import greedy_decode, transcript
 from ptft.data.audio import load_audio
 from ptft.data.audio_features import LogMelFeatures, LogMelSettings
 from ptft.data.tokenizer import TextTokenizer
-from ptft.errors import ConfigError, OutputExistsError
+from ptft.errors import ConfigError
 from ptft.handoff import load_module, read_pretrained
-from ptft.temp_files import temp_path
+from ptft.temp_files import write_text_output
 
 
 class Transcriber:
@@ -61,13 +61,5 @@ class Transcriber:
 def write_transcripts(out: Path, paths: list[str], texts: list[str], overwrite: bool) -> None:
     """A NeMo-style JSONL manifest (``audio_filepath``, ``text``), written atomically; an existing
     file is replaced only with ``overwrite``."""
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
-    tmp = temp_path(out)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for path, text in zip(paths, texts):
-                f.write(json.dumps({"audio_filepath": str(Path(path).resolve()), "text": text}, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    lines = [json.dumps({"audio_filepath": str(Path(path).resolve()), "text": text}, ensure_ascii=False) + "\n" for path, text in zip(paths, texts)]
+    write_text_output(out, "".join(lines), overwrite)

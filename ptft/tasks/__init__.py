@@ -11,6 +11,8 @@ from ptft.tasks.gan import GANPretraining
 from ptft.tasks.language_model import CausalLMPretraining, MaskedLMPretraining
 from ptft.tasks.mae import MaskedAutoencoderPretraining
 from ptft.tasks.masked_spectrogram import MaskedSpectrogramPretraining
+from ptft.tasks.seq2seq import Seq2SeqFineTuning
 
 __all__ = ["AutoencoderPretraining", "BestRQPretraining", "CausalLMPretraining", "CTCFineTuning", "Classification", "DenoisingSeq2SeqPretraining", "FineTuning",
-           "FineTuningTask", "GANPretraining", "MaskedAutoencoderPretraining", "MaskedLMPretraining", "MaskedSpectrogramPretraining", "PtftTask"]
+           "FineTuningTask", "GANPretraining", "MaskedAutoencoderPretraining", "MaskedLMPretraining", "MaskedSpectrogramPretraining", "PtftTask",
+           "Seq2SeqFineTuning"]
