@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ptft.data.audio import AUDIO_EXTENSIONS, audio_frames
 from ptft.data.folder_files import folder_files
-from ptft.data.text_classification import read_text
+from ptft.data.text_files import read_text
 from ptft.errors import ConfigError, CorruptAudioError, MissingPathError
 
 

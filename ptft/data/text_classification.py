@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,64 +12,22 @@ from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
 from ptft.data.text_files import check_split_files
 from ptft.data.spec import DataSpec
+from ptft.data.table_rows import read_columns
+from ptft.data.token_batches import encode_texts, pad_ids
 from ptft.data.tokenizer import TextTokenizer, TokenizerKind, check_tokenizer_settings, load_tokenizer, train_tokenizer
 from ptft.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
 
-def read_text(path: Path) -> str:
-    """The whole of a (small) UTF-8 file; non-UTF-8 bytes are an error naming the byte offset."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path} is not UTF-8 text: byte offset {error.start} (0x{data[error.start]:02x})") from None
-
-
 def read_rows(path: Path, text_column: str | int, label_column: str | int, has_header: bool, delimiter: str | None) -> list[tuple[str, str]]:
-    """``(text, label)`` of every row of a TSV/CSV (by extension or ``delimiter``) or JSONL file.
-    Columns are names (with a header / JSON keys) or 0-based indices; extra columns are ignored;
-    a row without the needed fields is an error naming its line."""
-    rows: list[tuple[str, str]] = []
-    text = read_text(path)
-    if path.suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ConfigError(f"{path}:{number}: not a JSON object ({error.msg})") from None
-            if not isinstance(record, dict) or text_column not in record or label_column not in record:
-                raise ConfigError(f"{path}:{number}: needs the keys {text_column!r} and {label_column!r}")
-            rows.append((str(record[text_column]), str(record[label_column])))
-        return rows
-    if delimiter is None:
-        delimiter = "\t" if path.suffix in (".tsv", ".tab") else ","
-    # TSV: tabs separate fields and quotes are text (SST-2 has both); CSV: standard quoting
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-    columns = [text_column, label_column]
-    if not has_header:  # an index given on the command line arrives as a string ('0')
-        columns = [int(c) if isinstance(c, str) and c.isdigit() else c for c in columns]
-    for row in reader:
-        if has_header and reader.line_num == 1 and not rows:
-            header = [name.strip() for name in row]
-            missing = [str(c) for c in columns if isinstance(c, str) and c not in header]
-            if missing:
-                raise ConfigError(f"{path}: no column {', '.join(missing)} in the header ({', '.join(header)}); set data.text_column / data.label_column")
-            columns = [header.index(c) if isinstance(c, str) else c for c in columns]
-            continue
-        if not row:
-            continue
-        if has_header is False and any(isinstance(c, str) for c in columns):
-            raise ConfigError(f"{path}: with data.has_header=false, data.text_column and data.label_column must be column indices")
-        if max(columns) >= len(row):
-            raise ConfigError(f"{path}:{reader.line_num}: {len(row)} field(s), but column {max(columns)} is needed (delimiter {delimiter!r})")
-        label = row[columns[1]].strip()
-        if not label:
-            raise ConfigError(f"{path}:{reader.line_num}: empty label")
-        rows.append((row[columns[0]], label))
+    """``(text, label)`` of every row of a TSV/CSV or JSONL file (:func:`~ptft.data.table_rows.read_columns`);
+    an empty label is an error naming its line."""
+    rows = []
+    for line, (text, label) in read_columns(path, [text_column, label_column], ["data.text_column", "data.label_column"], has_header, delimiter):
+        if not label.strip():
+            raise ConfigError(f"{path}:{line}: empty label")
+        rows.append((text, label.strip()))
     return rows
 
 
@@ -103,11 +58,7 @@ class PadCollate:
         self.pad_id = pad_id
 
     def __call__(self, batch: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        length = max(len(ids) for ids, _ in batch)
-        tokens = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
-        for row, (ids, _) in enumerate(batch):
-            tokens[row, :len(ids)] = torch.tensor(ids)
-        return tokens, torch.tensor([label for _, label in batch])
+        return pad_ids([ids for ids, _ in batch], self.pad_id), torch.tensor([label for _, label in batch])
 
 
 class TextClassificationDataModule(pl.LightningDataModule):
@@ -193,10 +144,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         if self.spec.tokenizer is None:
             self.spec.tokenizer = train_tokenizer((text for text, _ in self.rows["train"]), **self.tokenizer_settings)
         ids = {name: i for i, name in enumerate(self.label_names)}
-        tok = self.tokenizer
         for split, rows in self.rows.items():
-            encoded = tok.encode_batch([text for text, _ in rows])
-            tokens = [[tok.cls_id, *e[: self.max_length - 2], tok.sep_id] for e in encoded]
+            tokens, _, _ = encode_texts(self.tokenizer, [text for text, _ in rows], self.max_length)
             self.datasets[split] = EncodedTexts(tokens, [ids[label] for _, label in rows])
 
     def _loader(self, split: str) -> DataLoader:

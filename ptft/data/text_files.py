@@ -25,16 +25,16 @@ def check_text_file(path: Path, key: str) -> Path:
     return path
 
 
-def check_split_files(root: str, names: dict[str, str | None]) -> dict[str, Path]:
+def check_split_files(root: str, names: dict[str, str | None], key: str = "data.{split}_file") -> dict[str, Path]:
     """``{split: path}`` of the files given as ``data.<split>_file`` (None: no such split), each
-    checked with :func:`check_text_file`. Relative names are under ``root`` (resolved with
-    :func:`~ptft.data.paths.resolve_data_path`), which must then be a folder; when every name is
-    absolute, ``root`` is not used."""
+    checked with :func:`check_text_file` (errors name ``key``, formatted with the split). Relative
+    names are under ``root`` (resolved with :func:`~ptft.data.paths.resolve_data_path`), which must
+    then be a folder; when every name is absolute, ``root`` is not used."""
     base = resolve_data_path(root)
     given = {split: Path(name).expanduser() for split, name in names.items() if name is not None}
     if any(not path.is_absolute() for path in given.values()) and not base.is_dir():
         raise MissingPathError(f"data.root: {base} is not a folder")
-    return {split: check_text_file(base / path, f"data.{split}_file") for split, path in given.items()}
+    return {split: check_text_file(base / path, key.format(split=split)) for split, path in given.items()}
 
 
 def _decode(piece: bytes, path: Path, offset: int) -> str:
@@ -45,6 +45,21 @@ def _decode(piece: bytes, path: Path, offset: int) -> str:
             f"{path} is not UTF-8 text: byte offset {offset + error.start} (0x{piece[error.start]:02x}); "
             "convert it to UTF-8, e.g. with iconv"
         ) from None
+
+
+def read_text(path: Path) -> str:
+    """The whole of a (small) UTF-8 file, without a byte order mark; non-UTF-8 bytes raise a
+    ConfigError with the byte offset."""
+    return _decode(path.read_bytes(), path, 0).removeprefix("\ufeff")
+
+
+def split_lines(text: str) -> list[str]:
+    r"""The lines of ``text`` without their ``\n`` / ``\r\n``; only newlines end a line (not the
+    other characters ``str.splitlines`` splits at, which would shift parallel files out of line)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _split_point(buffer: bytes) -> int:
