@@ -7,7 +7,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from ptft.backbones.seq2seq import Seq2SeqTransformer
-from ptft.data.seq2seq import encode_texts
+from ptft.data.token_batches import encode_texts, pad_ids
 from ptft.data.tokenizer import TextTokenizer
 from ptft.errors import ConfigError
 from ptft.handoff import Pretrained, load_module
@@ -38,17 +38,15 @@ class TextToText:
                  generator: torch.Generator | None = None) -> list[str]:
         """The output text of each input text, in the given order."""
         tok = self.tokenizer
-        ids, truncated = encode_texts(tok, texts, self.model.encoder.max_length)
+        ids, truncated, longest = encode_texts(tok, texts, self.model.encoder.max_length)
         if truncated:
             rank_zero_warn(f"{truncated} of {len(texts)} inputs were longer than the model's max_source_length "
-                           f"({self.model.encoder.max_length} tokens) and were cut")
+                           f"({self.model.encoder.max_length} tokens) and were cut (longest {longest})")
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         outputs: list[str] = [""] * len(ids)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            source = torch.full((len(chunk), max(len(ids[i]) for i in chunk)), tok.pad_id, dtype=torch.long)
-            for row, i in enumerate(chunk):
-                source[row, :len(ids[i])] = torch.tensor(ids[i])
+            source = pad_ids([ids[i] for i in chunk], tok.pad_id)
             for i, out in zip(chunk, generate(self.model, source.to(self.device), tok.cls_id, tok.sep_id, settings, generator)):
                 outputs[i] = output_text(tok, out)
         return outputs

@@ -72,6 +72,24 @@ def make_text_data(root: Path) -> Path:
     return root
 
 
+GERMAN = {"the": "die", "a": "eine", "cat": "katze", "dog": "hund", "old": "alte", "man": "mann", "my": "meine", "sister": "schwester",
+          "river": "fluss", "small": "kleine", "bird": "vogel", "sees": "sieht", "likes": "mag", "follows": "folgt", "paints": "malt",
+          "finds": "findet", "hates": "hasst", "moon": "mond", "red": "rote", "ball": "ball", "tall": "hohe", "tree": "baum",
+          "<unk>": "<unk>", "city": "stadt", "an": "einen", "apple": "apfel"}
+
+
+def make_parallel_data(root: Path, sizes=(("train", 240), ("val", 32), ("test_2016_flickr", 32))) -> Path:
+    """Multi30k-style line-aligned ``<split>.en`` / ``<split>.de`` files: sentences of the tiny
+    grammar and their word-by-word "German", a mapping a tiny model learns in a few hundred steps."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, rows in sizes:
+        english = [" ".join(w for part in (SUBJECTS, VERBS, OBJECTS) for w in part[rng.integers(6)].split()) for _ in range(rows)]
+        (root / f"{split}.en").write_text("".join(f"{e}\n" for e in english), encoding="utf-8")
+        (root / f"{split}.de").write_text("".join(" ".join(GERMAN[w] for w in e.split()) + "\n" for e in english), encoding="utf-8")
+    return root
+
+
 def small_encoder():
     """A DCGAN encoder small enough for unit tests (stride 4)."""
     from ptft.backbones import DCGANEncoder

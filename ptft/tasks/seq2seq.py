@@ -37,6 +37,14 @@ def text_metrics(kind: str) -> dict[str, Metric]:
     raise ConfigError(f"model.metrics must be 'translation' or 'summarization', got {kind!r}")
 
 
+def scores(name: str, value: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A :func:`text_metrics` metric's computed ``value`` as ``{logged name: score on a 0-100
+    scale}``: ``{name: value}``, or ROUGE's F-measures by key."""
+    if isinstance(value, dict):
+        return {key: 100 * value[f"{key}_fmeasure"].float() for key in ROUGE_KEYS}
+    return {name: 100 * value.float()}
+
+
 class Seq2SeqFineTuning(FineTuningTask):
     """A ``Seq2SeqTransformer`` trained on source/target pairs (``Seq2SeqDataModule``) with
     teacher-forced cross-entropy (label smoothing; padding ignored), from random init, a BART
@@ -131,7 +139,7 @@ class Seq2SeqFineTuning(FineTuningTask):
 
     def training_step(self, batch: Seq2SeqBatch, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch, self.label_smoothing)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.source))
         return loss
 
     def generate_texts(self, source: torch.Tensor, settings: GenerationSettings | None = None,
@@ -152,8 +160,8 @@ class Seq2SeqFineTuning(FineTuningTask):
 
     def _evaluate(self, batch: Seq2SeqBatch, batch_idx: int, stage: str) -> None:
         loss = self.loss(batch, 0.0)
-        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True)
-        self.log(f"{stage}/ppl", loss.exp(), sync_dist=True)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch.source))
+        self.log(f"{stage}/ppl", loss.exp(), sync_dist=True, batch_size=len(batch.source))
         if stage == "val" and self.generate_val_batches is not None and batch_idx >= self.generate_val_batches:
             return
         predictions = self.generate_texts(batch.source)
@@ -171,8 +179,6 @@ class Seq2SeqFineTuning(FineTuningTask):
         for name, metric in self.eval_metrics[stage].items():
             if not metric.update_called:
                 continue
-            value = metric.compute()
-            scores = {f"{key}": value[f"{key}_fmeasure"] for key in ROUGE_KEYS} if isinstance(value, dict) else {name: value}
-            for key, score in scores.items():
-                self.log(f"{stage}/{key}", 100 * score.float(), prog_bar=key in ("bleu", "rougeL"), sync_dist=True)  # the same on every rank
+            for key, score in scores(name, metric.compute()).items():
+                self.log(f"{stage}/{key}", score, prog_bar=key in ("bleu", "rougeL"), sync_dist=True)  # the same on every rank
             metric.reset()
