@@ -325,7 +325,7 @@ def generate_main(args: list[str]) -> None:
 
 def _generate_seq2seq(parser: argparse.ArgumentParser, options: argparse.Namespace, pretrained, generator) -> None:
     """``ptft generate`` of an encoder-decoder model: outputs of ``--input`` or ``--input_file``, printed and written to ``--out``."""
-    from ptft.data.text_files import check_text_file
+    from ptft.data.text_files import check_text_file, read_text, split_lines
     from ptft.seq2seq_generation import GenerationSettings
     from ptft.temp_files import write_text_output
     from ptft.text_to_text import TextToText
@@ -339,7 +339,7 @@ def _generate_seq2seq(parser: argparse.ArgumentParser, options: argparse.Namespa
     if options.batch_size < 1:
         raise ConfigError(f"--batch_size must be >= 1, got {options.batch_size}")
     if options.input_file is not None:
-        texts = check_text_file(Path(options.input_file), "--input_file").read_text(encoding="utf-8").splitlines()
+        texts = split_lines(read_text(check_text_file(Path(options.input_file), "--input_file")))
     else:
         texts = [options.input]
     model = TextToText(pretrained, options.device)

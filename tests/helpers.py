@@ -65,10 +65,18 @@ def tiny_text_model(block_size: int = 32) -> list[str]:
     ]
 
 
-def lm_args(config: str, data_root: Path, cache: Path, steps: int = 6) -> list[str]:
-    """``ptft fit`` arguments for a short language-model run on a tiny generated corpus."""
+def tiny_seq2seq_model(length: int = 32) -> list[str]:
+    """Overrides that shrink the seq2seq configs' Seq2SeqTransformer (one block each side) for fast runs."""
+    return [f"--model.backbone.init_args.{key}={value}" for key, value in (
+        ("encoder_depth", 1), ("decoder_depth", 1), ("width", 32), ("heads", 2), ("vocab_size", 512),
+        ("max_source_length", length), ("max_target_length", length))]
+
+
+def lm_args(config: str, data_root: Path, cache: Path, steps: int = 6, model: list[str] | None = None) -> list[str]:
+    """``ptft fit`` arguments for a short text pretraining run on a tiny generated corpus (``model``:
+    overrides of the backbone; :func:`tiny_text_model` by default)."""
     return [
-        "fit", "-c", str(CONFIGS / "pretrain" / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), *tiny_text_model(),
+        "fit", "-c", str(CONFIGS / "pretrain" / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), *(model or tiny_text_model()),
         f"--data.root={data_root / 'wikitext-2'}", "--data.train_file=wiki.valid.tokens", "--data.val_file=wiki.test.tokens",
         "--data.test_file=wiki.test.tokens", "--data.vocab_size=512", "--data.block_size=32", "--data.batch_size=8",
         f"--data.cache_dir={cache}", f"--trainer.max_steps={steps}", f"--trainer.val_check_interval={steps}", "--trainer.limit_val_batches=2",

@@ -1,7 +1,6 @@
 """Seq2seq objectives in process, on tiny data: BART's denoising loss, BERT2BERT's key report,
 the generation metrics on hand-made cases, and fine-tuning that learns a tiny translation."""
 
-
 import pytest
 import pytorch_lightning as pl
 import torch
