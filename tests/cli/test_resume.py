@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_corpus, make_image_tree
-from helpers import CONFIGS, run_ptft, sigterm_when_marked, tiny_text_model
+from conftest import make_corpus, make_image_tree, make_parallel_data
+from helpers import CONFIGS, run_ptft, sigterm_when_marked, tiny_seq2seq_model, tiny_text_model
 from ptft.cli import main, run_cli
 from ptft.errors import ConfigError
 
@@ -22,6 +22,9 @@ TINY = {  # the shipped config at the smallest size; each exercises a random str
             "--model.backbone.init_args.depth=1", "--model.backbone.init_args.width=32", "--model.backbone.init_args.heads=2",
             "--model.decoder_width=32", "--model.decoder_depth=1", "--model.decoder_heads=2", "--model.num_grid_images=0"],
     "mlm": ["pretrain/mlm_wikitext2.yaml", *tiny_text_model(), "--data.vocab_size=512", "--data.block_size=32"],  # masks + dropout
+    "bart": ["pretrain/bart_wikitext2.yaml", *tiny_seq2seq_model(), "--data.vocab_size=512", "--data.block_size=32"],  # corruption + dropout
+    "seq2seq": ["finetune/multi30k_en_de.yaml", *tiny_seq2seq_model(), "--data.vocab_size=512", "--data.max_source_length=32",
+                "--data.max_target_length=32", "--model.generate_val_batches=1"],  # length-bucketed batches + dropout
 }
 
 
@@ -30,9 +33,11 @@ def fit_args(task, tmp_path, name, *callbacks, every=3, max_steps=10):
     checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
                   "init_args": {"every_n_train_steps": every, "save_last": True, "enable_version_counter": False}}
     record = {"class_path": "reliability_callbacks.RecordLosses", "init_args": {"path": str(tmp_path / f"{name}.jsonl")}}
-    if task == "mlm":  # a corpus of 5 batches of 4 blocks per epoch
+    if task in ("mlm", "bart"):  # a corpus of 5 batches of 4 blocks per epoch
         data = [f"--data.root={make_corpus(tmp_path / 'text/wiki.valid.tokens', 30).parent}", "--data.train_file=wiki.valid.tokens",
                 "--data.val_file=wiki.valid.tokens", "--data.test_file=null", f"--data.cache_dir={tmp_path / 'cache'}"]
+    elif task == "seq2seq":  # 6 batches of 4 pairs per epoch
+        data = [f"--data.root={make_parallel_data(tmp_path / 'mt', (('train', 24), ('val', 8)))}", "--data.test_file=null"]
     else:
         data = [f"--data.root={tmp_path / 'tree'}", "--data.image_size=16"]
     return ["fit", "-c", str(CONFIGS / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), *data,
@@ -52,7 +57,7 @@ def tree(tmp_path):
 
 
 # (checkpoint every N steps, SIGKILL at the start of the batch after K steps): the GAN makes 2 optimizer steps per batch
-SCHEDULE = {"autoencoder": (3, 4), "gan": (4, 6), "mae": (3, 4), "mlm": (3, 4)}
+SCHEDULE = {"autoencoder": (3, 4), "gan": (4, 6), "mae": (3, 4), "mlm": (3, 4), "bart": (3, 4), "seq2seq": (3, 4)}
 
 
 def loader_state(checkpoint):
@@ -68,7 +73,7 @@ def test_a_run_killed_mid_epoch_resumes_from_the_last_step_checkpoint_with_ident
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     saved = torch.load(next((tmp_path / "run").glob("*/version_0/checkpoints/last.ckpt")), weights_only=True)
     per_batch = 2 if task == "gan" else 1
-    assert saved["global_step"] == every and loader_state(saved) == [{"epoch": 0, "batches": every // per_batch, "batch_size": 4}]
+    assert saved["global_step"] == every and loader_state(saved) == [{"epoch": 0, "batches": every // per_batch, "batch_size": None if task == "seq2seq" else 4}]  # bucketed: batches of keys
     before = losses(tmp_path / "run.jsonl")
     assert before[-1]["step"] == kill_at  # one more step ran after the checkpoint and is lost
 
