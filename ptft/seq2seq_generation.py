@@ -72,11 +72,14 @@ class Decoder:
         states = self.model.decode(tokens, self.memory, self.cache)[:, -1]
         return self.model.logits(states).float().log_softmax(-1)
 
-    def keep(self, rows: torch.Tensor) -> None:
-        """Continue with the prefixes ``rows`` (beam search reorders and duplicates hypotheses)."""
-        self.memory = type(self.memory)(self.memory.states[rows], None if self.memory.mask is None else self.memory.mask[rows])
+    def keep(self, rows: torch.Tensor, same_inputs: bool = False) -> None:
+        """Continue with the prefixes ``rows`` (beam search reorders and duplicates hypotheses).
+        ``same_inputs``: each row is a row of the same input as before, so the encoder states and the
+        cross-attention cache need no reordering (beam search after its first step)."""
+        if not same_inputs:
+            self.memory = type(self.memory)(self.memory.states[rows], None if self.memory.mask is None else self.memory.mask[rows])
         if self.cache is not None:
-            self.cache.reorder(rows)
+            self.cache.reorder(rows, cross=not same_inputs)
 
 
 @torch.no_grad()
@@ -175,7 +178,7 @@ def _beam_search(model: Seq2SeqTransformer, source: torch.Tensor, start_id: int,
         if all(done):
             break
         rows_tensor = torch.tensor(rows, device=source.device)
-        decoder.keep(rows_tensor)
+        decoder.keep(rows_tensor, same_inputs=step > 0)  # step 0 expands each input to its beams; later rows stay with their input
         prefixes = torch.cat([prefixes[rows_tensor], torch.tensor(tokens, device=source.device)[:, None]], dim=1)
         scores = torch.tensor(next_scores, device=source.device).reshape(batch, beams)
     else:  # max_length reached: the live hypotheses compete with the finished ones

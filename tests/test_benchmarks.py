@@ -155,3 +155,10 @@ def test_nanogpt_recipe_quick(tmp_path):
     assert rows[2].startswith("| validation loss |") and rows[3].startswith("| training tokens/s |"), result.stdout
     loss = float(rows[2].split(" | ")[1])
     assert 0 < loss < 3.0  # 120 steps on a small made-up play: well below uniform guessing (ln 70 = 4.25)
+
+
+def test_seq2seq_throughput_quick(tmp_path):
+    rows = table(run_quick(tmp_path, "seq2seq_throughput.py").stdout)[2:]
+    assert [row.split(" | ")[0] for row in rows[:3]] == ["| HF BART training, tokens/s", "| ptft `Seq2SeqFineTuning` training (`ptft fit` config), tokens/s",
+                                                        "| ptft / HF (target >= 1.0)"]
+    assert len(rows) == 9 and all(float(row.split(" | ")[1].rstrip(" |x").replace(",", "")) > 0 for row in rows)

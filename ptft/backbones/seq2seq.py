@@ -31,10 +31,13 @@ class DecoderCache:
     def length(self) -> int:
         return self.self_kv[0][0].shape[2] if self.self_kv else 0
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep the rows ``index`` of every cached tensor (beam search: the surviving hypotheses)."""
+    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+        """Keep the rows ``index`` of every cached tensor (beam search: the surviving hypotheses);
+        ``cross=False`` leaves the cross-attention rows, for an ``index`` that maps each row to a row
+        of the same input (their encoder states, hence cross keys and values, are the same)."""
         self.self_kv = [(k[index], v[index]) for k, v in self.self_kv]
-        self.cross_kv = [(k[index], v[index]) for k, v in self.cross_kv]
+        if cross:
+            self.cross_kv = [(k[index], v[index]) for k, v in self.cross_kv]
 
 
 class DecoderBlock(TransformerBlock):
