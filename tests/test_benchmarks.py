@@ -1,13 +1,14 @@
 """Benchmark scripts in --quick mode on a tiny generated "Imagenette": they run end to end and
 leave benchmarks/RESULTS.md alone (only full runs write results)."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, make_image_tree, make_text_data
+from conftest import REPO, make_image_tree, make_parallel_data, make_text_data
 from ptft.errors import OutputExistsError
 from ptft.evaluation import new_run_dir, pretrain_then_evaluate
 
@@ -162,3 +163,23 @@ def test_seq2seq_throughput_quick(tmp_path):
     assert [row.split(" | ")[0] for row in rows[:3]] == ["| HF BART training, tokens/s", "| ptft `Seq2SeqFineTuning` training (`ptft fit` config), tokens/s",
                                                         "| ptft / HF (target >= 1.0)"]
     assert len(rows) == 9 and all(float(row.split(" | ")[1].rstrip(" |x").replace(",", "")) > 0 for row in rows)
+
+
+def test_seq2seq_recipes_quick_in_parts_and_its_table_rebuilt_from_the_logs(tmp_path):
+    make_text_data(tmp_path / "data")
+    make_parallel_data(tmp_path / "data" / "multi30k")
+    (tmp_path / "data" / "aeslc").mkdir(parents=True)
+    for split, rows in (("train", 64), ("dev", 16)):
+        lines = [json.dumps({"email_body": f"Hi all. The {i} meeting moves to room {i % 7}.\nThanks", "subject_line": f"meeting {i}",
+                             **({"ann0": f"room {i % 7}", "ann1": "meeting moved", "ann2": ""} if split == "dev" else {})}) for i in range(rows)]
+        (tmp_path / "data" / "aeslc" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    logs = []
+    for parts in (["bart", "baselines"], ["mlm"]):
+        logs.append(tmp_path / f"{parts[0]}.log")
+        logs[-1].write_text(run_quick(tmp_path, "seq2seq_recipes.py", "--parts", *parts, f"--out={tmp_path / 'run'}").stdout)
+    rebuilt = run_quick(tmp_path, "seq2seq_recipes.py", "--report-from", *map(str, logs))
+    rows = table(rebuilt.stdout)
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| random init (own BPE of the task's text)", "| BART on WikiText-2",
+                                                        "| MLM on WikiText-2 (BERT2BERT)", "| extractive: first sentence", "| extractive: first 10 words"]
+    rouge1 = [[cell.strip() for cell in row.strip("|").split("|")][4] for row in rows[5:]]
+    assert rouge1[0] == "0.00" and float(rouge1[1]) > 0  # "Hi all." shares no word with a subject; the first 10 words do
