@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from ptft.callbacks.preemption import last_checkpoint_path
+from ptft.callbacks.preemption import save_last_checkpoint
 
 
 class FinalCheckpoint(pl.Callback):
@@ -21,7 +21,4 @@ class FinalCheckpoint(pl.Callback):
             return
         if any(getattr(c, "_last_global_step_saved", None) == trainer.global_step for c in savers):
             return
-        path = last_checkpoint_path(trainer)
-        trainer.save_checkpoint(path)
-        for callback in savers:
-            callback.last_model_path = str(path)
+        save_last_checkpoint(trainer)

@@ -83,6 +83,20 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
     return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
 
+def save_last_checkpoint(trainer: pl.Trainer) -> Path:
+    """Saves the run's state as its ``last.ckpt`` (:func:`last_checkpoint_path`); returns the path.
+    First the ``save_last`` ModelCheckpoint callbacks of that folder take it as their
+    ``last_model_path``, as they do before their own saves: it is part of the state saved, and a run
+    resumed from a ``last.ckpt`` that names no or another last checkpoint (one saved before their
+    first save) writes its next one beside it, as ``last-v1.ckpt``, leaving ``last.ckpt`` at the resumed step."""
+    path = last_checkpoint_path(trainer)
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath and Path(callback.dirpath) == path.parent:
+            callback.last_model_path = str(path)
+    trainer.save_checkpoint(path)
+    return path
+
+
 def check_one_last_checkpoint(trainer: pl.Trainer) -> None:
     """Refuses ModelCheckpoint callbacks that would write several ``last`` files into one folder:
     Lightning names the second ``last-v1.ckpt``, and which one is the newest is then anyone's guess.
@@ -175,7 +189,5 @@ class PreemptionCheckpoint(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
             return
-        path = last_checkpoint_path(trainer)
-        trainer.save_checkpoint(path)
-        self.saved_path = path
-        exception.ptft_checkpoint = str(path)  # type: ignore[attr-defined]  # the CLI reports it
+        self.saved_path = save_last_checkpoint(trainer)
+        exception.ptft_checkpoint = str(self.saved_path)  # type: ignore[attr-defined]  # the CLI reports it

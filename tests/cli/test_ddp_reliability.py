@@ -142,12 +142,14 @@ def test_sigterm_under_ddp_at_random_moments_saves_last_ckpt_and_exits_143(targe
     process group (as SLURM signals a job step: every rank gets it), at a random moment of a random
     step: forward, backward (DDP's all-reduce), optimizer step, a step checkpoint or validation
     (step 0: the start of training). PTFT_SIGTERM_REPEATS runs per target (2 by default); each
-    must end within 45 s of the signal. (Resuming a SIGTERM checkpoint is tested in test_resume.py.)"""
+    must end within 45 s of the signal, and its last.ckpt resumes under DDP for one more step, saved
+    to last.ckpt (resumed from step 4, the step checkpoint at 5 used to write last-v1.ckpt instead)."""
     rng = random.Random()
     for run in range(SIGTERM_REPEATS):
         folder = tmp_path / f"run{run}"
         folder.mkdir()
-        process = start_sigterm_run(folder, *(["--data.num_workers=1"] if target == "process group" else []))  # the group has the workers too
+        workers = ["--data.num_workers=1"] if target == "process group" else []  # the group has the workers too
+        process = start_sigterm_run(folder, *workers)
         pid_files = [folder / f"pids/rank{rank}.pid" for rank in (0, 1)]
         wait_for(lambda: all(p.exists() and p.read_text() for p in pid_files), process, "both ranks started")
         step = rng.randrange(SIGTERM_STEPS - 5)
@@ -163,6 +165,11 @@ def test_sigterm_under_ddp_at_random_moments_saves_last_ckpt_and_exits_143(targe
         stderr = finish(process, 45, moment)
         saved = preempted_at(process, stderr, folder)
         print(f"{moment}: exit {process.returncode} after {time.time() - start:.1f} s, last.ckpt at step {saved}")
+        resumed = start_sigterm_run(folder, *workers, f"--ckpt_path={folder / 'ckpt/last.ckpt'}", f"--trainer.max_steps={saved + 1}")
+        stderr = finish(resumed, 120, f"the resume of step {saved}")
+        assert resumed.returncode == 0, stderr[-3000:]
+        assert sorted(path.name for path in (folder / "ckpt").glob("last*")) == ["last.ckpt"]
+        assert torch.load(folder / "ckpt/last.ckpt", weights_only=True)["global_step"] == saved + 1
 
 
 def rank_1_started(pid: int) -> bool:
