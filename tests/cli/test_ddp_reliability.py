@@ -142,8 +142,8 @@ def test_sigterm_under_ddp_at_random_moments_saves_last_ckpt_and_exits_143(targe
     process group (as SLURM signals a job step: every rank gets it), at a random moment of a random
     step: forward, backward (DDP's all-reduce), optimizer step, a step checkpoint or validation
     (step 0: the start of training). PTFT_SIGTERM_REPEATS runs per target (2 by default); each
-    must end within 45 s of the signal, and its last.ckpt resumes under DDP for one more step, saved
-    to last.ckpt (resumed from step 4, the step checkpoint at 5 used to write last-v1.ckpt instead)."""
+    must end within 45 s of the signal, and its last.ckpt resumes under DDP to the next step checkpoint,
+    saved to last.ckpt (from a SIGTERM checkpoint before step 5, that one used to write last-v1.ckpt)."""
     rng = random.Random()
     for run in range(SIGTERM_REPEATS):
         folder = tmp_path / f"run{run}"
@@ -165,11 +165,12 @@ def test_sigterm_under_ddp_at_random_moments_saves_last_ckpt_and_exits_143(targe
         stderr = finish(process, 45, moment)
         saved = preempted_at(process, stderr, folder)
         print(f"{moment}: exit {process.returncode} after {time.time() - start:.1f} s, last.ckpt at step {saved}")
-        resumed = start_sigterm_run(folder, *workers, f"--ckpt_path={folder / 'ckpt/last.ckpt'}", f"--trainer.max_steps={saved + 1}")
+        until = (saved // 5 + 1) * 5  # the next step checkpoint: it must continue last.ckpt, not write last-v1.ckpt
+        resumed = start_sigterm_run(folder, *workers, f"--ckpt_path={folder / 'ckpt/last.ckpt'}", f"--trainer.max_steps={until}")
         stderr = finish(resumed, 120, f"the resume of step {saved}")
         assert resumed.returncode == 0, stderr[-3000:]
         assert sorted(path.name for path in (folder / "ckpt").glob("last*")) == ["last.ckpt"]
-        assert torch.load(folder / "ckpt/last.ckpt", weights_only=True)["global_step"] == saved + 1
+        assert torch.load(folder / "ckpt/last.ckpt", weights_only=True)["global_step"] == until
 
 
 def rank_1_started(pid: int) -> bool:
