@@ -174,7 +174,7 @@ def test_seq2seq_recipes_quick_in_parts_and_its_table_rebuilt_from_the_logs(tmp_
                              **({"ann0": f"room {i % 7}", "ann1": "meeting moved", "ann2": ""} if split == "dev" else {})}) for i in range(rows)]
         (tmp_path / "data" / "aeslc" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     logs = []
-    for parts in (["bart", "baselines"], ["mlm"]):
+    for parts in (["bart", "baselines"], ["mlm", "scratch"]):
         logs.append(tmp_path / f"{parts[0]}.log")
         logs[-1].write_text(run_quick(tmp_path, "seq2seq_recipes.py", "--parts", *parts, f"--out={tmp_path / 'run'}").stdout)
     rebuilt = run_quick(tmp_path, "seq2seq_recipes.py", "--report-from", *map(str, logs))
