@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results import report  # noqa: E402
+from results import report, rows_from_logs  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
 from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
@@ -69,10 +69,7 @@ def main() -> None:
     steps = 4 if options.quick else options.steps
     probe_epochs, finetune_epochs = (1, 1) if options.quick else (options.probe_epochs, options.finetune_epochs)
     if options.report_from:
-        rows = {}
-        for line in Path(options.report_from).read_text().splitlines():
-            if line.startswith('{"'):
-                rows.update(json.loads(line))
+        rows = rows_from_logs(options.report_from)
         options.methods = list(rows)
         return summarise(rows, options, steps, probe_epochs, finetune_epochs)
     root = find_or_download_imagenette()

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from image_pretraining import CONFIGS, method_args, pretrain_steps  # noqa: E402
-from results import report  # noqa: E402
+from results import report, rows_from_logs  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
 from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
@@ -57,11 +57,8 @@ def main() -> None:
                         "printed (one per finished method); the other options must match that run")
     options = parser.parse_args()
     steps, epochs = (2, 1) if options.quick else (options.steps, options.epochs)
-    rows: dict = {}
     if options.report_from:
-        for line in Path(options.report_from).read_text().splitlines():
-            if line.startswith('{"'):
-                rows.update(json.loads(line))
+        rows = rows_from_logs(options.report_from)
         options.methods = list(rows)
         return summarise(rows, options, steps, epochs)
     root = find_or_download_imagenette()
@@ -71,6 +68,7 @@ def main() -> None:
               "--data.decoded_cache=true", f"--data.cache_dir={Path(options.out) / 'decoded_cache'}"]
     run_dir = new_run_dir(options.out)
     seen: list[dict] = []  # backbone specs whose random init was evaluated
+    rows: dict = {}
 
     def first_time(spec: dict) -> bool:
         new = spec not in seen

@@ -5,6 +5,7 @@ Each benchmark owns one section, delimited by HTML comments, replaced when it ru
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import datetime
@@ -54,3 +55,14 @@ def report(name: str, table: str, quick: bool) -> None:
     print("\n" + table)
     if not quick:
         print(f"\nwrote {write_section(name, table)}")
+
+
+def rows_from_logs(*logs: str | Path) -> dict:
+    """The results a benchmark printed as JSON lines (``{"<part>": {...}}``, one per part) in the
+    stdout logs of earlier runs, merged: what ``--report-from`` rebuilds a table from."""
+    rows: dict = {}
+    for log in logs:
+        for line in Path(log).read_text().splitlines():
+            if line.startswith('{"'):
+                rows.update(json.loads(line))
+    return rows

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results import report  # noqa: E402
+from results import report, rows_from_logs  # noqa: E402
 
 from ptft.data.paths import resolve_data_path  # noqa: E402
 from ptft.evaluation import fit, new_run_dir, pretrain_then_evaluate  # noqa: E402
@@ -79,12 +79,7 @@ def main() -> None:
     if options.quick:
         options.steps, options.mt_epochs, options.aeslc_epochs, options.width, options.depth, options.heads = 4, 1, 1, 32, 1, 2
     if options.report_from:
-        rows = {}
-        for log in options.report_from:
-            for line in Path(log).read_text().splitlines():
-                if line.startswith('{"'):
-                    rows.update(json.loads(line))
-        return summarise(rows, options)
+        return summarise(rows_from_logs(*options.report_from), options)
     out = Path(options.out)
     run_dir = new_run_dir(out)
     length = 32 if options.quick else 128

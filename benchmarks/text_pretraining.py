@@ -29,7 +29,7 @@ import wandb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results import report  # noqa: E402
+from results import report, rows_from_logs  # noqa: E402
 
 from ptft.cli import run_cli  # noqa: E402
 from ptft.evaluation import fit, new_run_dir, pretrain_then_evaluate  # noqa: E402
@@ -62,12 +62,7 @@ def main() -> None:
     if options.quick:
         backbone = {"depth": 1, "width": 32, "heads": 2}
     if options.report_from:
-        rows = {}
-        for log in options.report_from:
-            for line in Path(log).read_text().splitlines():
-                if line.startswith('{"'):
-                    rows.update(json.loads(line))
-        return summarise(rows, options, steps, epochs, backbone)
+        return summarise(rows_from_logs(*options.report_from), options, steps, epochs, backbone)
     run_dir = new_run_dir(out)
     common = [f"--seed_everything={options.seed}", "-c", str(CONFIGS / "trainer/cpu.yaml"),
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
