@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench,beam]'
+	$(PY) -m pip install --quiet -e '.[test,bench,beam,interop]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -114,10 +114,6 @@ def _read_export(path: Path) -> Pretrained:
     return Pretrained(str(path), specs, states, tokenizer, info.get("labels"), info.get("task"), info.get("audio"))
 
 
-def _read_checkpoint(path: Path) -> Pretrained:
-    return pretrained_in_checkpoint(load_checkpoint(path), path)
-
-
 def pretrained_in_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Pretrained:
     """The hand-off of a checkpoint already loaded from ``path`` (formats 1 and 2)."""
     info = checkpoint.get("ptft") if isinstance(checkpoint, dict) else None
@@ -130,17 +126,32 @@ def pretrained_in_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike
     return Pretrained(str(path), specs, states, info.get("tokenizer"), info.get("labels"), info.get("task"), info.get("audio"))
 
 
+def _foreign_pretrained(foreign) -> Pretrained:
+    return Pretrained(foreign.source, {"backbone": foreign.spec}, {"backbone": foreign.state}, foreign.tokenizer, task=foreign.format)
+
+
 @functools.lru_cache(maxsize=4)
 def _read_cached(path: Path, stamp: tuple) -> Pretrained:
-    return _read_export(path) if path.is_dir() else _read_checkpoint(path)
+    from ptft.interop.foreign import is_foreign, is_state_dict, read_foreign, read_state_dict
+
+    if is_foreign(path):
+        return _foreign_pretrained(read_foreign(path))
+    if path.is_dir():
+        return _read_export(path)
+    checkpoint = load_checkpoint(path)
+    if is_state_dict(checkpoint):  # a torchvision-style .pth
+        return _foreign_pretrained(read_state_dict(path, checkpoint.get("state_dict", checkpoint)))
+    return pretrained_in_checkpoint(checkpoint, path)
 
 
 def read_pretrained(source: str | os.PathLike) -> Pretrained:
-    """The modules, tokenizer and labels of a ptft ``.ckpt`` or export folder, read once per
-    process while the files are unchanged."""
+    """The modules, tokenizer and labels of a ptft ``.ckpt`` or export folder, or the backbone a
+    Hugging Face, timm or torchvision checkpoint converts to (:mod:`ptft.interop.foreign`), read
+    once per process while the files are unchanged."""
     path = Path(source)
     if not path.exists():
-        raise MissingPathError(f"checkpoint {path} does not exist: give a ptft .ckpt file or a `ptft export` folder")
+        raise MissingPathError(f"checkpoint {path} does not exist: give a ptft .ckpt file or a `ptft export` folder "
+                               "(or a Hugging Face folder, a timm .safetensors or a torchvision .pth)")
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else None for f in files)
     return _read_cached(path.resolve(), stamp)
