@@ -1,8 +1,9 @@
 """The ``ptft`` command: LightningCLI subcommands (fit, validate, test, predict) plus ``export``,
-``sample``, ``generate``, ``transcribe`` and ``sweep``.
+``inspect``, ``sample``, ``generate``, ``transcribe`` and ``sweep``.
 
     ptft fit -c configs/pretrain/autoencoder_imagenette.yaml [-c more.yaml] [--model.x=...]
-    ptft export path/to/last.ckpt exports/my_backbone
+    ptft export path/to/last.ckpt exports/my_backbone [--format hf|timm]
+    ptft inspect path/to/last.ckpt | exports/my_backbone | hf_model_folder/ | resnet18.pth
     ptft sample path/to/gan/last.ckpt --num 64 --out samples/
     ptft generate path/to/clm/last.ckpt --prompt "The game" --max_new_tokens 50
     ptft generate path/to/seq2seq/last.ckpt --input_file sources.txt --out outputs.txt --beam_size 4
@@ -29,6 +30,8 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError, OutputExistsError, PtftError, one_line
 from ptft.handoff import export_backbone, read_pretrained
+from ptft.inspection import describe
+from ptft.interop.export import EXPORT_FORMATS, export_foreign
 from ptft.parse_errors import one_line_parse_error
 from ptft import quiet
 from ptft.tasks.base import PtftTask
@@ -241,16 +244,33 @@ def run_cli(args: list[str] | None, run: bool = True, callbacks: list[pl.Callbac
 
 
 def export_main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="ptft export", description="Write the backbone of a ptft checkpoint as safetensors + JSON.")
-    parser.add_argument("checkpoint", help="a ptft .ckpt (pretraining or fine-tuning)")
-    parser.add_argument("out_dir", help="folder for backbone.safetensors and backbone.json")
+    parser = argparse.ArgumentParser(prog="ptft export", description="Write the backbone of a ptft checkpoint as safetensors + JSON "
+                                     "(ptft), or as a Hugging Face (hf) or timm (timm) model folder.")
+    parser.add_argument("checkpoint", help="a ptft .ckpt (pretraining or fine-tuning), export folder, or a model ptft imports")
+    parser.add_argument("out_dir", help="the output folder")
+    parser.add_argument("--format", default="ptft", choices=EXPORT_FORMATS,
+                        help="ptft: backbone.json + <module>.safetensors (default); hf: config.json + model.safetensors for "
+                             "transformers' AutoModel; timm: config.json + model.safetensors for timm.create_model")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export in out_dir")
     options = parser.parse_args(args)
     try:
-        out = export_backbone(options.checkpoint, options.out_dir, overwrite=options.overwrite)
+        if options.format == "ptft":
+            out = export_backbone(options.checkpoint, options.out_dir, overwrite=options.overwrite)
+        else:
+            out = export_foreign(options.checkpoint, options.out_dir, options.format, overwrite=options.overwrite)
     except PtftError as error:
         parser.exit(2, f"ptft export: error: {one_line(error)}\n")
-    print(f"ptft: wrote {out / 'backbone.safetensors'} and {out / 'backbone.json'}")
+    print(f"ptft: wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))} in {out}")
+
+
+def inspect_main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ptft inspect", description="Print what a checkpoint, export or foreign model holds.")
+    parser.add_argument("path", help="a ptft .ckpt or export folder, a Hugging Face folder, a timm .safetensors or a torchvision .pth")
+    options = parser.parse_args(args)
+    try:
+        print(describe(options.path))
+    except PtftError as error:
+        parser.exit(2, f"ptft inspect: error: {one_line(error)}\n")
 
 
 def sample_main(args: list[str]) -> None:
@@ -392,7 +412,9 @@ def main(argv: list[str] | None = None) -> None:
     quiet.install()  # harmless library messages, for every subcommand
     if not args or args[0] in ("-h", "--help"):
         print("ptft {fit,validate,test,predict} -c CONFIG [...]   LightningCLI subcommands (details below)\n"
-              "ptft export CHECKPOINT OUT_DIR [--overwrite]      write a checkpoint's backbone as safetensors + JSON\n"
+              "ptft export CHECKPOINT OUT_DIR [--format ptft|hf|timm] [--overwrite]\n"
+              "                                                  write a checkpoint's backbone as safetensors + JSON\n"
+              "ptft inspect PATH                                 print what a checkpoint, export or HF/timm/torchvision model holds\n"
               "ptft sample CHECKPOINT --num N --out DIR          write N images from a GAN checkpoint, plus grid.png\n"
               "ptft generate CHECKPOINT --prompt TEXT --max_new_tokens N [--temperature T --top_k K]\n"
               "                                                  print text sampled from a causal-LM checkpoint\n"
@@ -400,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
               "                                                  print the outputs of an encoder-decoder model\n"
               "ptft transcribe MODEL AUDIO... [--out FILE]       print one transcript per audio file (CTC speech model)\n"
               "ptft sweep SWEEP.yaml --count N [overrides...]    run a W&B-format sweep locally with Optuna (resumable)\n")
-    commands = {"export": export_main, "sample": sample_main, "generate": generate_main, "transcribe": transcribe_main, "sweep": sweep_main}
+    commands = {"export": export_main, "inspect": inspect_main, "sample": sample_main, "generate": generate_main, "transcribe": transcribe_main, "sweep": sweep_main}
     if args and args[0] in commands:
         commands[args[0]](args[1:])
         return

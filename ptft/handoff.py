@@ -42,7 +42,7 @@ from torch.nn.utils import parametrize
 from ptft.backbones.base import Backbone, HandoffModule
 from ptft.errors import ConfigError, MissingPathError, OutputExistsError
 from ptft.reliability import safe_torch_load
-from ptft.temp_files import remove_stale_temp_files, temp_path
+from ptft.temp_files import write_files
 
 FORMAT_VERSION = 2
 SPEC_FILE = "backbone.json"
@@ -81,7 +81,8 @@ def weights_file(name: str) -> str:
 
 def _read_export(path: Path) -> Pretrained:
     if not (path / SPEC_FILE).is_file():
-        raise MissingPathError(f"{path} is not a ptft export folder: {SPEC_FILE} missing")
+        raise MissingPathError(f"{path} is not a ptft export folder ({SPEC_FILE} missing) nor a Hugging Face or timm model "
+                               "folder (config.json missing)")
     try:
         info = json.loads((path / SPEC_FILE).read_text())
     except json.JSONDecodeError as error:
@@ -126,21 +127,17 @@ def pretrained_in_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike
     return Pretrained(str(path), specs, states, info.get("tokenizer"), info.get("labels"), info.get("task"), info.get("audio"))
 
 
-def _foreign_pretrained(foreign) -> Pretrained:
-    return Pretrained(foreign.source, {"backbone": foreign.spec}, {"backbone": foreign.state}, foreign.tokenizer, task=foreign.format)
-
-
 @functools.lru_cache(maxsize=4)
 def _read_cached(path: Path, stamp: tuple) -> Pretrained:
     from ptft.interop.foreign import is_foreign, is_state_dict, read_foreign, read_state_dict
 
     if is_foreign(path):
-        return _foreign_pretrained(read_foreign(path))
+        return read_foreign(path).as_pretrained()
     if path.is_dir():
         return _read_export(path)
     checkpoint = load_checkpoint(path)
     if is_state_dict(checkpoint):  # a torchvision-style .pth
-        return _foreign_pretrained(read_state_dict(path, checkpoint.get("state_dict", checkpoint)))
+        return read_state_dict(path, checkpoint.get("state_dict", checkpoint)).as_pretrained()
     return pretrained_in_checkpoint(checkpoint, path)
 
 
@@ -320,8 +317,6 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
     pretrained = read_pretrained(checkpoint)
     for name, spec in pretrained.specs.items():
         check_spec(spec, pretrained.states[name], checkpoint, name)  # every spec must describe its weights before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out)
     export_id = uuid.uuid4().hex  # in every file: a reader refuses files from different exports
     info = {"format_version": FORMAT_VERSION, "modules": pretrained.specs, "task": pretrained.task,
             "source": str(Path(checkpoint).resolve()), "export_id": export_id}
@@ -329,23 +324,9 @@ def export_backbone(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, o
         info["labels"] = pretrained.labels
     if pretrained.audio is not None:
         info["audio"] = pretrained.audio
-    tmp = {name: temp_path(out / weights_file(name)) for name in pretrained.specs}
-    tmp[SPEC_FILE] = temp_path(out / SPEC_FILE)
-    try:
-        if pretrained.tokenizer is not None:  # written first: the weights and the manifest make an export complete
-            tmp_tokenizer = temp_path(out / TOKENIZER_FILE)
-            tmp_tokenizer.write_text(pretrained.tokenizer, encoding="utf-8")
-            os.replace(tmp_tokenizer, out / TOKENIZER_FILE)
-        for name, state in pretrained.states.items():
-            # save_file would write a 0600 file under a random name of its own (.tmpXXXXXX): the bytes are written here
-            tmp[name].write_bytes(save({k: v.contiguous() for k, v in state.items()}, metadata={"ptft_export_id": export_id}))
-        tmp[SPEC_FILE].write_text(json.dumps(info, indent=2) + "\n")
-        for file in tmp.values():
-            with open(file, "rb") as f:
-                os.fsync(f.fileno())
-        for name, file in tmp.items():
-            os.replace(file, out / (name if name == SPEC_FILE else weights_file(name)))
-    finally:
-        for file in tmp.values():
-            file.unlink(missing_ok=True)
+    files = {TOKENIZER_FILE: pretrained.tokenizer.encode("utf-8")} if pretrained.tokenizer is not None else {}
+    for name, state in pretrained.states.items():
+        files[weights_file(name)] = save({k: v.contiguous() for k, v in state.items()}, metadata={"ptft_export_id": export_id})
+    files[SPEC_FILE] = (json.dumps(info, indent=2) + "\n").encode()  # renamed last: the manifest makes an export complete
+    write_files(out, files)
     return out

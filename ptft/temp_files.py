@@ -69,3 +69,25 @@ def write_text_output(out: str | os.PathLike, text: str, overwrite: bool) -> Non
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_files(folder: str | os.PathLike, files: dict[str, bytes]) -> None:
+    """Write ``files`` (name -> bytes) into ``folder``: each under its temporary name, all fsynced,
+    then renamed into place in the order given (put the file that makes the folder complete last),
+    so a failure before the renames leaves the folder as it was. Temporary files of a killed
+    earlier writer are removed first."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder)
+    tmp = {name: temp_path(folder / name) for name in files}
+    try:
+        for name, data in files.items():
+            with open(tmp[name], "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for name in files:
+            os.replace(tmp[name], folder / name)
+    finally:
+        for file in tmp.values():
+            file.unlink(missing_ok=True)

@@ -183,3 +183,9 @@ def test_seq2seq_recipes_quick_in_parts_and_its_table_rebuilt_from_the_logs(tmp_
                                                         "| MLM on WikiText-2 (BERT2BERT)", "| extractive: first sentence", "| extractive: first 10 words"]
     rouge1 = [[cell.strip() for cell in row.strip("|").split("|")][4] for row in rows[5:]]
     assert rouge1[0] == "0.00" and float(rouge1[1]) > 0  # "Hi all." shares no word with a subject; the first 10 words do
+
+
+def test_interop_finetune_quick(tmp_path):
+    pytest.importorskip("transformers")
+    rows = table(run_quick(tmp_path, "interop_finetune.py", f"--out={tmp_path / 'run'}").stdout)
+    assert rows[2].startswith("| ptft fit --model.pretrained=HF folder |") and rows[3].startswith("| plain PyTorch loop")

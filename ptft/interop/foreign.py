@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ptft.errors import ConfigError, PtftError
+from ptft.handoff import Pretrained, check_spec
 from ptft.interop import hf_bert, hf_gpt2, hf_vit, resnet, timm_vit
 from ptft.interop.source_weights import SourceWeights
 from ptft.interop.weight_files import CONFIG_FILE, read_config, read_folder_weights, read_weights_file
@@ -46,6 +47,10 @@ class Foreign:
     tokenizer: str | None = None
     notes: list[str] = field(default_factory=list)
 
+    def as_pretrained(self) -> Pretrained:
+        """The hand-off fine-tuning reads: one ``backbone`` module; ``task`` names the source format."""
+        return Pretrained(self.source, {"backbone": self.spec}, {"backbone": self.state}, self.tokenizer, task=self.format)
+
 
 def is_foreign(path: Path) -> bool:
     """Whether ``path`` is a foreign model rather than a ptft checkpoint or export: a folder with
@@ -69,8 +74,9 @@ def state_dict_converter(weights: SourceWeights) -> tuple[str, Callable[[dict | 
         return "timm ViT", timm_vit.import_timm_vit
     if "layer1.0.conv1.weight" in weights and "conv1.weight" in weights:
         return "torchvision/timm ResNet", resnet.import_resnet
-    raise ConfigError(f"{weights.source}: a state dict ptft has no converter for (first keys: {', '.join(list(weights.state)[:4])}); "
-                      "ptft reads Hugging Face BERT, GPT-2, ViT and ViT-MAE folders, timm ViTs and ResNets, torchvision ResNets")
+    raise ConfigError(f"{weights.source} is not a ptft checkpoint (no module specs under checkpoint['ptft']) nor a state dict "
+                      f"ptft has a converter for (first keys: {', '.join(list(weights.state)[:4])}); ptft reads Hugging Face "
+                      "BERT, GPT-2, ViT and ViT-MAE folders, timm ViTs and ResNets, torchvision ResNets")
 
 
 def convert(source: str, fmt: str, converter, config: dict | None, weights: SourceWeights) -> Foreign:
@@ -80,7 +86,9 @@ def convert(source: str, fmt: str, converter, config: dict | None, weights: Sour
         raise
     except (RuntimeError, KeyError, TypeError, ValueError) as error:  # shapes that disagree with the config, a malformed config
         raise ConfigError(f"{source}: the {fmt} checkpoint does not fit its own config ({str(error).splitlines()[0]})") from None
-    return Foreign(source, fmt, spec, state, weights.finish())
+    dropped = weights.finish()
+    check_spec(spec, state, source)  # every tensor's shape must fit the backbone its config describes
+    return Foreign(source, fmt, spec, state, dropped)
 
 
 def read_folder(folder: Path) -> Foreign:
