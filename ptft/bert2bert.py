@@ -16,6 +16,8 @@ from ptft.handoff import Pretrained, build_loaded, check_weights
 TEXT_TRANSFORMER = f"{TextTransformer.__module__}.{TextTransformer.__qualname__}"
 # init args a warm-started Seq2SeqTransformer takes over from the TextTransformer, by their names there
 CROSS_ATTENTION = ("norm_cross", "cross_q", "cross_kv", "cross_proj")  # a DecoderBlock's own modules
+# TextTransformer init args the Seq2SeqTransformer does not take: a warm start needs their defaults
+ENCODER_ONLY_ARGS = ("token_types", "norm_eps", "activation")
 SHARED_ARGS = ("vocab_size", "width", "heads", "mlp_ratio", "pool", "pad_id", "dropout", "attention_dropout", "bias")
 
 
@@ -54,7 +56,14 @@ def seq2seq_from_text_encoder(pretrained: Pretrained, configured: Seq2SeqTransfo
     encoder = build_loaded(spec, state, source)
     if encoder.causal:
         raise ConfigError(f"model.pretrained {source} holds a causal TextTransformer: BERT2BERT starts from a bidirectional (masked-LM) encoder")
-    args = {**{name: p.default for name, p in inspect.signature(TextTransformer).parameters.items()}, **spec.get("init_args", {})}
+    defaults = {name: p.default for name, p in inspect.signature(TextTransformer).parameters.items()}
+    args = {**defaults, **spec.get("init_args", {})}
+    if args["norm_position"] != "pre":
+        raise ConfigError(f"model.pretrained {source} holds a post-LN TextTransformer (norm_position: {args['norm_position']}, BERT's): "
+                          "BERT2BERT's decoder blocks are pre-LN, so it starts only from a pre-LN encoder")
+    unsupported = [f"{name}: {args[name]}" for name in ENCODER_ONLY_ARGS if args[name] != defaults[name]]
+    if unsupported:
+        raise ConfigError(f"model.pretrained {source}: BERT2BERT's Seq2SeqTransformer has no {', '.join(unsupported)} (it takes ptft's defaults)")
     if configured is None:
         configured = Seq2SeqTransformer(max_source_length=args["max_length"], max_target_length=args["max_length"], encoder_depth=args["depth"],
                                         decoder_depth=args["depth"], **{name: args[name] for name in SHARED_ARGS})

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ptft.backbones.base import SequenceBackbone, SequenceFeatures, transformer_layer_groups
-from ptft.backbones.transformer import TransformerBlock
+from ptft.backbones.transformer import Activation, NormPosition, TransformerBlock, check_block_options
 from ptft.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 class TextTransformer(SequenceBackbone):
     """Token + learned position embeddings, pre-LN Transformer blocks (``scaled_dot_product_attention``),
-    final LayerNorm. A sequence backbone (``input_kind: text``): ``forward_features`` gives every
+    final LayerNorm; or, with ``norm_position: post`` (BERT's), LayerNorm on the embeddings, post-LN
+    blocks and no final norm. A sequence backbone (``input_kind: text``): ``forward_features`` gives every
     token's state with the padding mask, ``forward`` pools them for classification, and
     ``hidden_states`` gives the states alone (language-model heads tie their output weights to
     ``token_embedding``).
@@ -40,6 +41,16 @@ class TextTransformer(SequenceBackbone):
             (nanoGPT's ``bias=False``).
         scaled_residual_init: initialise the residual projections (attention output and the MLP's
             second Linear) with std ``0.02 / sqrt(2 * depth)`` as GPT-2 / nanoGPT do, instead of 0.02.
+        norm_position: ``pre`` (GPT-2's, ptft's default): LayerNorm before attention and MLP, and a
+            final LayerNorm ``norm``; ``post`` (BERT's): LayerNorm after each residual sum, a LayerNorm
+            ``embedding_norm`` on the embeddings (``LN(token + position + token type)``, then dropout)
+            and no final norm.
+        token_types: rows of a token-type (segment) embedding ``token_type_embedding`` (BERT's
+            ``type_vocab_size``); 0: none. ptft's inputs are single-segment, so row 0 is added to
+            every token; the other rows are kept only so that a BERT checkpoint round-trips.
+        norm_eps: epsilon of every LayerNorm; None keeps ptft's defaults (1e-6 in the blocks and in
+            ``embedding_norm``, 1e-5 in the final ``norm``).
+        activation: the MLP's GELU: exact (``gelu``) or its tanh approximation (``gelu_tanh``, GPT-2's).
     """
 
     input_kind = "text"
@@ -60,10 +71,18 @@ class TextTransformer(SequenceBackbone):
         attention_dropout: float = 0.0,
         bias: bool = True,
         scaled_residual_init: bool = False,
+        norm_position: NormPosition = "pre",
+        token_types: int = 0,
+        norm_eps: float | None = None,
+        activation: Activation = "gelu",
     ) -> None:
         super().__init__()
         if vocab_size < 2 or max_length < 1:
             raise ConfigError(f"vocab_size must be >= 2 and max_length >= 1, got {vocab_size} and {max_length}")
+        if token_types < 0:
+            raise ConfigError(f"token_types must be >= 0, got {token_types}")
+        block_eps = 1e-6 if norm_eps is None else norm_eps
+        check_block_options(norm_position, activation, block_eps)
         self.vocab_size = vocab_size
         self.max_length = max_length
         self.causal = causal
@@ -71,9 +90,15 @@ class TextTransformer(SequenceBackbone):
         self.pad_id = pad_id
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.position_embedding = nn.Parameter(torch.zeros(max_length, width))
+        self.token_type_embedding = nn.Parameter(torch.zeros(token_types, width)) if token_types else None
+        self.post_norm = norm_position == "post"
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout, attention_dropout=attention_dropout, bias=bias,
+                                                     norm_position=norm_position, activation=activation, norm_eps=block_eps)
+                                    for _ in range(depth))
+        # post-LN (BERT): the embeddings are normalised, each block ends in a LayerNorm, there is no final one
+        self.embedding_norm = nn.LayerNorm(width, eps=block_eps, bias=bias) if self.post_norm else None
+        self.norm = nn.Identity() if self.post_norm else nn.LayerNorm(width, eps=1e-5 if norm_eps is None else norm_eps, bias=bias)
         self.embedding_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout, attention_dropout=attention_dropout, bias=bias) for _ in range(depth))
-        self.norm = nn.LayerNorm(width, bias=bias)
         self.dropout = nn.Dropout(dropout)
         self.out_dim = width
         self._init_weights(scaled_residual_init)
@@ -81,6 +106,8 @@ class TextTransformer(SequenceBackbone):
     def _init_weights(self, scaled_residual_init: bool) -> None:
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding, std=0.02)
+        if self.token_type_embedding is not None:
+            nn.init.normal_(self.token_type_embedding, std=0.02)
         residual = {id(m) for block in self.blocks for m in (block.proj, block.mlp_out)} if scaled_residual_init else set()
         residual_std = 0.02 / math.sqrt(2 * max(len(self.blocks), 1))
         for module in self.blocks.modules():
@@ -108,7 +135,12 @@ class TextTransformer(SequenceBackbone):
         length = tokens.shape[1]
         if length > self.max_length:
             raise ConfigError(f"sequence of {length} tokens is longer than the backbone's max_length {self.max_length}")
-        x = self.embedding_dropout(self.token_embedding(tokens) + self.position_embedding[:length])
+        x = self.token_embedding(tokens) + self.position_embedding[:length]
+        if self.token_type_embedding is not None:
+            x = x + self.token_type_embedding[0]  # single-segment inputs: every token has type 0
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
+        x = self.embedding_dropout(x)
         mask = None
         if padding:
             mask = (tokens != self.pad_id)[:, None, None, :]  # (B, 1, 1, T): keys a query may attend to
@@ -123,5 +155,6 @@ class TextTransformer(SequenceBackbone):
         return SequenceFeatures(self.hidden_states(tokens), tokens != self.pad_id)
 
     def layer_groups(self) -> list[list[str]]:
-        """Embeddings, each block, final norm: the units of layer-wise learning-rate decay."""
-        return transformer_layer_groups(self, len(self.blocks))
+        """Embeddings (with ``embedding_norm`` and ``token_type_embedding``), each block, final norm
+        (none with ``norm_position: post``): the units of layer-wise learning-rate decay."""
+        return [group for group in transformer_layer_groups(self, len(self.blocks)) if group]

@@ -102,3 +102,32 @@ def test_the_default_model_is_unchanged_names_and_seeded_init():
         torch.manual_seed(0)
         rebuilt = build_backbone(spec)
         assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values(), strict=True))
+
+
+def test_default_models_keep_their_weights_names_and_norm_epsilons():
+    model = small()
+    assert sorted(k for k in model.state_dict() if not k.startswith("blocks.")) == ["norm.bias", "norm.weight", "position_embedding", "token_embedding.weight"]
+    assert model.blocks[0].norm1.eps == 1e-6 and model.norm.eps == 1e-5 and model.embedding_norm is None
+    assert [m.eps for m in small(norm_eps=1e-9).modules() if isinstance(m, torch.nn.LayerNorm)] == [1e-9] * 5
+
+
+def test_post_ln_normalises_the_embeddings_has_no_final_norm_and_adds_token_type_0():
+    model = small(norm_position="post", token_types=3)
+    names = [n for n, _ in model.named_parameters()]
+    assert not [n for n in names if n.startswith("norm.")] and model.blocks[0].post_norm
+    groups = model.layer_groups()
+    assert len(groups) == 1 + 2 and set(groups[0]) == {"token_embedding.weight", "position_embedding", "token_type_embedding",
+                                                       "embedding_norm.weight", "embedding_norm.bias"}
+    assert sorted(n for g in groups for n in g) == sorted(names)
+    x = torch.randint(6, 50, (2, 5))
+    embedded = model.embedding_norm(model.token_embedding(x) + model.position_embedding[:5] + model.token_type_embedding[0])
+    with torch.no_grad():
+        model.blocks = model.blocks[:0]  # the states are then the normalised embeddings
+        assert torch.allclose(model.hidden_states(x), embedded, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw,named", [({"norm_position": "middle"}, "norm_position"), ({"activation": "relu"}, "activation"),
+                                      ({"norm_eps": 0.0}, "norm_eps"), ({"token_types": -1}, "token_types")])
+def test_invalid_block_options_are_refused_naming_them(kw, named):
+    with pytest.raises(ValueError, match=named):
+        small(**kw)

@@ -80,6 +80,14 @@ def test_bert2bert_copies_everything_but_cross_attention_and_reports_it():
         seq2seq_from_text_encoder(Pretrained("clm.ckpt", {"backbone": causal.spec()}, {"backbone": causal.state_dict()}))
 
 
+@pytest.mark.parametrize("kw,named", [({"norm_position": "post"}, "norm_position: post"), ({"token_types": 2}, "token_types: 2"),
+                                      ({"activation": "gelu_tanh"}, "activation: gelu_tanh")])
+def test_bert2bert_refuses_an_encoder_its_seq2seq_model_cannot_hold(kw, named):
+    encoder = text_encoder(**kw)
+    with pytest.raises(ConfigError, match=named):
+        seq2seq_from_text_encoder(Pretrained("bert", {"backbone": encoder.spec()}, {"backbone": encoder.state_dict()}))
+
+
 def test_denoising_corrupts_the_encoder_input_and_reconstructs_the_whole_text(tokenizer):
     model = DenoisingSeq2SeqPretraining(seq2seq(), mask_rate=0.3)
     model.tokenizer = tokenizer
