@@ -21,6 +21,7 @@ VIT_CLASS = f"{ViT.__module__}.{ViT.__qualname__}"
 
 # Hugging Face hidden_act -> ptft activation (gelu_new and gelu_pytorch_tanh are GELU's tanh approximation).
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+EXPORT_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 # One block's tensors: ptft name -> (Hugging Face file name, transformers 5 module name), after ``layer N.``.
 FILE_NAMES = {
@@ -198,7 +199,7 @@ def export_vit(backbone: ViT) -> tuple[dict, dict[str, torch.Tensor]]:
         "num_hidden_layers": depth,
         "num_attention_heads": args["heads"],
         "intermediate_size": hidden,
-        "hidden_act": {v: k for k, v in ACTIVATIONS.items() if k != "gelu_new"}[args["activation"]],
+        "hidden_act": EXPORT_ACTIVATIONS[args["activation"]],
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
         "layer_norm_eps": args["norm_eps"],

@@ -104,7 +104,6 @@ def import_timm_vit(config: dict | None, weights: SourceWeights) -> tuple[dict, 
             raise ConfigError(f"{source}: embed_dim {width} is not a multiple of timm's usual head dimension {TIMM_HEAD_DIM} and the "
                               "config gives no model_args.num_heads; give the hub config.json with num_heads")
         heads = width // TIMM_HEAD_DIM
-    global_pool = model_args.get("global_pool", "token" if class_token else "avg")
     args = {
         "image_size": side * patch_size,
         "patch_size": patch_size,
@@ -115,7 +114,7 @@ def import_timm_vit(config: dict | None, weights: SourceWeights) -> tuple[dict, 
         "position_embedding": "learned",
         "class_token": class_token,
         "class_token_position": class_slot,
-        "pool": "cls" if global_pool == "token" and class_token else "mean",
+        "pool": "cls" if class_token and model_args.get("global_pool") != "avg" else "mean",
         "in_channels": in_channels,
         "norm_eps": TIMM_EPS,
         "activation": TIMM_ACTIVATIONS[model_args.get("act_layer")],

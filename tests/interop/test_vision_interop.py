@@ -161,14 +161,16 @@ def test_timm_vit_variants_ptft_cannot_compute_are_refused_by_name(tmp_path):
 # --- torchvision / timm ResNet -> ptft
 
 
-def test_torchvision_resnet_imports_with_equal_features(tmp_path):
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_torchvision_resnet_imports_with_equal_features(tmp_path, arch):
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
-    source = perturb(torchvision.models.resnet18())
-    torch.save(source.state_dict(), tmp_path / "resnet18.pth")
-    pretrained = read_pretrained(tmp_path / "resnet18.pth")
-    assert pretrained.specs["backbone"]["init_args"] == {"arch": "resnet18", "small_images": False, "norm": "batch"}
-    resnet = imported(tmp_path / "resnet18.pth")
+    source = perturb(getattr(torchvision.models, arch)())
+    torch.save(source.state_dict(), tmp_path / f"{arch}.pth")
+    pretrained = read_pretrained(tmp_path / f"{arch}.pth")
+    assert pretrained.specs["backbone"]["init_args"] == {"arch": arch, "small_images": False, "norm": "batch"}
+    assert pretrained.task == "torchvision/timm ResNet"
+    resnet = imported(tmp_path / f"{arch}.pth")
     x = images(64)
     trunk = torch.nn.Sequential(*list(source.children())[:-2])  # up to layer4, before the pool
     with torch.no_grad():
