@@ -64,6 +64,13 @@ def test_hf_vit_imports_with_equal_tokens(tmp_path):
     x = images()
     with torch.no_grad():
         torch.testing.assert_close(vit.tokens(x), hf(pixel_values=x).last_hidden_state, atol=ATOL, rtol=0)
+    # the module names of transformers 5 (layers.N.attention.q_proj), as a plain state_dict() holds them
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "config.json").write_text((tmp_path / "vit" / "config.json").read_text())
+    save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, tmp_path / "modules" / "model.safetensors")
+    assert "layers.0.attention.q_proj.weight" in load_file(tmp_path / "modules" / "model.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(imported(tmp_path / "modules").tokens(x), vit.tokens(x), atol=ATOL, rtol=0)
 
 
 def test_hf_vit_classifier_drops_its_head(tmp_path):
