@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptft.backbones.base import SpatialBackbone, transformer_layer_groups
-from ptft.backbones.transformer import TransformerBlock
+from ptft.backbones.transformer import Activation, TransformerBlock, check_block_options
 from ptft.errors import ConfigError
 
 
@@ -63,6 +63,14 @@ class ViT(SpatialBackbone):
         in_channels: image channels.
         dropout: dropout in the blocks and on the pooled features.
         drop_path: stochastic-depth rate of the last block (linearly increasing from 0 over the blocks).
+        norm_eps: epsilon of every LayerNorm (blocks and the final norm); 1e-6 (timm's), Hugging
+            Face ViTs use 1e-12.
+        class_token_position: the class token has its own learned position embedding
+            (``class_position``, ``(1, width)``, added to the class token), as in Hugging Face ViT
+            and timm's default layout, where the position embedding has a slot for the class token.
+            False (the default): only patches get positions (timm's ``no_embed_class``).
+            Needs ``class_token``.
+        activation: the MLP's GELU, ``gelu`` (exact) or ``gelu_tanh`` (its tanh approximation).
     """
 
     fine_tuning_options = ("image_size", "pool", "dropout", "drop_path")  # another image size: positions are interpolated
@@ -81,8 +89,12 @@ class ViT(SpatialBackbone):
         in_channels: int = 3,
         dropout: float = 0.0,
         drop_path: float = 0.0,
+        norm_eps: float = 1e-6,
+        class_token_position: bool = False,
+        activation: Activation = "gelu",
     ) -> None:
         super().__init__()
+        check_block_options("pre", activation, norm_eps)
         image_size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
         if patch_size < 1 or image_size % patch_size:
             raise ConfigError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
@@ -90,20 +102,24 @@ class ViT(SpatialBackbone):
             raise ConfigError(f"position_embedding must be 'sincos' or 'learned', got {position_embedding!r}")
         if pool not in ("cls", "mean") or (pool == "cls" and not class_token):
             raise ConfigError(f"pool must be 'mean', or 'cls' with class_token: true; got pool={pool!r}, class_token={class_token}")
+        if class_token_position and not class_token:
+            raise ConfigError("class_token_position: true needs class_token: true (it is the class token's position embedding)")
         if not 0 <= drop_path < 1:
             raise ConfigError(f"drop_path must be in [0, 1), got {drop_path}")
         self.patch_size = patch_size
         self.grid = (image_size // patch_size,) * 2
         self.patch_embed = nn.Conv2d(in_channels, width, kernel_size=patch_size, stride=patch_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, width)) if class_token else None
+        self.class_position = nn.Parameter(torch.zeros(1, width)) if class_token_position else None
         self.learned_position = position_embedding == "learned"
         embedding = sincos_position_embedding(*self.grid, width)
         if self.learned_position:
             self.position_embedding = nn.Parameter(torch.randn_like(embedding) * 0.02)
         else:
             self.register_buffer("position_embedding", embedding, persistent=False)
-        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout, drop_path * i / max(depth - 1, 1)) for i in range(depth))
-        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio, dropout, drop_path * i / max(depth - 1, 1),
+                                                     activation=activation, norm_eps=norm_eps) for i in range(depth))
+        self.norm = nn.LayerNorm(width, eps=norm_eps)
         self.dropout = nn.Dropout(dropout)
         self.pool_kind = pool
         self.out_dim = self.feature_channels = width
@@ -114,6 +130,8 @@ class ViT(SpatialBackbone):
         nn.init.xavier_uniform_(self.patch_embed.weight.flatten(1))
         if self.class_token is not None:
             nn.init.normal_(self.class_token, std=0.02)
+        if self.class_position is not None:
+            nn.init.normal_(self.class_position, std=0.02)
         for module in self.blocks.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -146,9 +164,10 @@ class ViT(SpatialBackbone):
         return patches.flatten(2).transpose(1, 2) + self.positions(grid).to(patches.dtype), grid
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Prepend the class token, run the blocks, normalise."""
+        """Prepend the class token (plus its position, with ``class_token_position``), run the blocks, normalise."""
         if self.class_token is not None:
-            tokens = torch.cat([self.class_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+            first = self.class_token if self.class_position is None else self.class_token + self.class_position
+            tokens = torch.cat([first.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)

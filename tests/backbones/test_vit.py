@@ -105,3 +105,22 @@ def test_fine_tuning_at_another_image_size_interpolates_the_learned_positions(tm
     assert model(torch.randn(2, 3, 48, 48)).shape == (2, 3)
     with pytest.raises(ValueError, match="patch_size 8 there, 4 here.*only covers another image size"):
         Classification(num_classes=3, pretrained=str(path), backbone=tiny_vit(patch_size=4))
+
+
+def test_class_token_position_is_a_separate_parameter_that_mae_layer_groups_and_resizing_keep():
+    assert "class_position" not in tiny_vit().state_dict()  # the default layout's keys are unchanged
+    vit = tiny_vit(class_token_position=True, position_embedding="learned", norm_eps=1e-12, activation="gelu_tanh").eval()
+    assert vit.class_position.shape == (1, 32) and vit.norm.eps == 1e-12 and vit.blocks[0].norm1.eps == 1e-12
+    images = torch.randn(2, 3, 32, 32)
+    first = vit.tokens(images)[:, :1]
+    with torch.no_grad():
+        vit.class_position.add_(1.0)
+    assert not torch.allclose(vit.tokens(images)[:, :1], first)  # the class token gets its position
+    groups = vit.layer_groups()
+    assert "class_position" in groups[0] and sorted(n for g in groups for n in g) == sorted(n for n, _ in vit.named_parameters())
+    assert vit.tokens(images, torch.tensor([[0, 5, 9]] * 2)).shape == (2, 1 + 3, 32)
+    larger = vit.with_fine_tuning_options({"image_size": 48})
+    torch.testing.assert_close(larger.class_position, vit.class_position)
+    assert larger(torch.randn(2, 3, 48, 48)).shape == (2, 32)
+    with pytest.raises(ValueError, match="class_token_position: true needs class_token: true"):
+        tiny_vit(class_token=False, pool="mean", class_token_position=True)
