@@ -179,10 +179,9 @@ def export_vit(backbone: ViT) -> tuple[dict, dict[str, torch.Tensor]]:
     ViTModel always has a class token, so a ViT without one is refused. Without
     ``class_token_position`` the class slot of the position embedding is zeros (the same
     function); a sin-cos embedding is written as its values (Hugging Face's is learned).
-    ViTModel builds a pooler (Dense + tanh) that ptft does not have: load the export with
-    ``AutoModel.from_pretrained(folder, add_pooling_layer=False)`` (what ViTForImageClassification
-    does inside) for no missing weights; without it the pooler is freshly initialised and reported
-    missing. No pooler weights are invented.
+    ViTModel builds a pooler (Dense + tanh) that ptft does not have: it is written as zeros
+    (``pooler_output`` is all zeros, plainly untrained), as the BERT export does, so that
+    ``AutoModel.from_pretrained`` finds every weight it expects rather than initialising one at random.
     """
     if not isinstance(backbone, ViT):
         raise ConfigError(f"export to a Hugging Face ViT takes a ptft ViT, got {type(backbone).__name__}")
@@ -219,6 +218,8 @@ def export_vit(backbone: ViT) -> tuple[dict, dict[str, torch.Tensor]]:
         "embeddings.patch_embeddings.projection.bias": own["patch_embed.bias"],
         "layernorm.weight": own["norm.weight"],
         "layernorm.bias": own["norm.bias"],
+        "pooler.dense.weight": torch.zeros(width, width, dtype=patches.dtype),
+        "pooler.dense.bias": torch.zeros(width, dtype=patches.dtype),
     }
     for i in range(depth):
         block, layer = f"blocks.{i}", f"encoder.layer.{i}"

@@ -204,7 +204,7 @@ def test_vit_exports_to_hugging_face(tmp_path, options):
     config, state = export_vit(vit)
     (tmp_path / "config.json").write_text(json.dumps(config))
     save_file(state, tmp_path / "model.safetensors")
-    hf, info = transformers.AutoModel.from_pretrained(tmp_path, add_pooling_layer=False, output_loading_info=True)
+    hf, info = transformers.AutoModel.from_pretrained(tmp_path, output_loading_info=True)
     assert type(hf).__name__ == "ViTModel"
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     x = images()
