@@ -252,15 +252,21 @@ def export_main(args: list[str]) -> None:
                         help="ptft: backbone.json + <module>.safetensors (default); hf: config.json + model.safetensors for "
                              "transformers' AutoModel; timm: config.json + model.safetensors for timm.create_model")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export in out_dir")
+    parser.add_argument("--check", action="store_true", help="hf/timm: first load the export in transformers or timm and compare "
+                        "its outputs with ptft's on random inputs (needs pip install 'ptft[interop]'); nothing is written if they differ")
     options = parser.parse_args(args)
+    if options.check and options.format == "ptft":
+        parser.error("--check compares an export with transformers or timm: give --format hf or --format timm")
     try:
         if options.format == "ptft":
-            out = export_backbone(options.checkpoint, options.out_dir, overwrite=options.overwrite)
+            out, difference = export_backbone(options.checkpoint, options.out_dir, overwrite=options.overwrite), None
         else:
-            out = export_foreign(options.checkpoint, options.out_dir, options.format, overwrite=options.overwrite)
+            out, difference = export_foreign(options.checkpoint, options.out_dir, options.format, options.overwrite, options.check)
     except PtftError as error:
         parser.exit(2, f"ptft export: error: {one_line(error)}\n")
     print(f"ptft: wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))} in {out}")
+    if difference is not None:
+        print(f"ptft: checked: {options.format}'s outputs equal ptft's within {difference:.1e}")
 
 
 def inspect_main(args: list[str]) -> None:

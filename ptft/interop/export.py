@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ptft.backbones.text import TextTransformer
 from ptft.backbones.vit import ViT
 from ptft.errors import ConfigError, OutputExistsError
 from ptft.interop import hf_bert, hf_gpt2, hf_vit, resnet, timm_vit
+from ptft.interop.export_check import check_export
 from ptft.interop.weight_files import CONFIG_FILE
 from ptft.temp_files import write_files
 
@@ -46,11 +48,15 @@ def exporter_for(backbone: torch.nn.Module, fmt: str) -> Exporter:
                       f"{counterpart}); export it with --format ptft")
 
 
-def export_foreign(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, fmt: str, overwrite: bool = False) -> Path:
+def export_foreign(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, fmt: str, overwrite: bool = False,
+                   check: bool = False) -> tuple[Path, float | None]:
     """Write the backbone of a ptft checkpoint or export (or of a foreign checkpoint ptft reads) to
     ``out_dir`` as ``config.json`` + ``model.safetensors`` (+ ``tokenizer.json`` for text), in
     format ``fmt`` (``hf`` or ``timm``). The files are renamed into place only once all are
-    written, ``config.json`` last; an existing folder is replaced only with ``overwrite``."""
+    written, ``config.json`` last; an existing folder is replaced only with ``overwrite``. With
+    ``check``, the files are first loaded in their library from a temporary folder and compared
+    (:func:`~ptft.interop.export_check.check_export`); a failed check writes nothing. Returns the
+    folder and the largest output difference found (None without ``check``)."""
     from ptft.handoff import TOKENIZER_FILE, build_loaded, read_pretrained
 
     out = Path(out_dir)
@@ -66,5 +72,10 @@ def export_foreign(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, fm
     if pretrained.tokenizer is not None and fmt == "hf":
         files[TOKENIZER_FILE] = pretrained.tokenizer.encode("utf-8")
     files[CONFIG_FILE] = (json.dumps(config, indent=2) + "\n").encode()
+    difference = None
+    if check:
+        with tempfile.TemporaryDirectory() as scratch:
+            write_files(scratch, files)
+            difference = check_export(backbone, Path(scratch), fmt)
     write_files(out, files)
-    return out
+    return out, difference

@@ -131,7 +131,38 @@ def test_an_imported_bert_fine_tunes_through_ptft_fit_and_exports_back(tmp_path)
     changed = [k for k, v in tuned.states["backbone"].items() if not torch.equal(v, imported[k])]
     assert changed, "fine-tuning did not change the imported weights"
 
-    run_ptft("export", str(tmp_path / "tuned"), str(tmp_path / "tuned_hf"), "--format", "hf", cwd=tmp_path)
+    checked = run_ptft("export", str(tmp_path / "tuned"), str(tmp_path / "tuned_hf"), "--format", "hf", "--check", cwd=tmp_path)
+    assert "ptft: checked: hf's outputs equal ptft's within" in checked.stdout
     model, info = transformers.AutoModel.from_pretrained(tmp_path / "tuned_hf", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert (tmp_path / "tuned_hf/tokenizer.json").is_file()
+
+
+def test_export_check_loads_the_export_in_its_library_and_writes_nothing_when_it_fails(tmp_path, monkeypatch):
+    import torchvision
+
+    from ptft.interop import export as export_module
+    from ptft.interop.export import export_foreign
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")
+    shown = run_ptft("export", str(tmp_path / "resnet18.pth"), str(tmp_path / "timm"), "--format", "timm", "--check", cwd=tmp_path).stdout
+    assert "ptft: checked: timm's outputs equal ptft's within" in shown and (tmp_path / "timm/model.safetensors").is_file()
+    refused = run_ptft("export", str(tmp_path / "resnet18.pth"), str(tmp_path / "ptft"), "--check", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "give --format hf or --format timm" in refused.stderr
+
+    real = export_module.resnet.export_timm_resnet
+
+    def off_by_a_little(backbone):
+        config, state = real(backbone)
+        return config, {**state, "layer4.1.bn2.bias": state["layer4.1.bn2.bias"] + 0.01}
+
+    monkeypatch.setattr(export_module.resnet, "export_timm_resnet", off_by_a_little)
+    with pytest.raises(ConfigError, match="the timm export computes something else: outputs differ by up to 1"):
+        export_foreign(tmp_path / "resnet18.pth", tmp_path / "wrong", "timm", check=True)
+    assert not (tmp_path / "wrong").exists()
+
+    monkeypatch.setitem(__import__("sys").modules, "timm", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"--check loads the export with timm, which is not installed: pip install 'ptft\[interop\]'"):
+        export_foreign(tmp_path / "resnet18.pth", tmp_path / "none", "timm", check=True)
+    assert not (tmp_path / "none").exists()
