@@ -123,6 +123,8 @@ def test_an_imported_bert_fine_tunes_through_ptft_fit_and_exports_back(tmp_path)
     result = run_ptft("fit", "-c", str(CONFIGS / "finetune/sst2_from_mlm.yaml"), "-c", str(CONFIGS / "trainer/cpu.yaml"),
                       f"--model.pretrained={tmp_path / 'bert'}", f"--data.root={root / 'sst2'}", "--data.max_length=32",
                       "--data.batch_size=16", "--trainer.max_steps=4", "--trainer.enable_progress_bar=false", cwd=tmp_path)
+    shown = run_ptft("inspect", checkpoint_from(result), cwd=tmp_path).stdout
+    assert "format: ptft checkpoint, step 4, written by ptft.tasks.classification.Classification" in shown and "labels (2): 0, 1" in shown
     run_ptft("export", checkpoint_from(result), str(tmp_path / "tuned"), cwd=tmp_path)
     tuned = read_pretrained(tmp_path / "tuned")
     assert tuned.labels == ["0", "1"] and json.loads(tuned.tokenizer)["model"]["type"] == "WordPiece"
