@@ -37,12 +37,14 @@ def ema_update_(target: Modules, online: Modules, momentum: float | torch.Tensor
     copied = []
     for t, o in zip(target_buffers, online_buffers):
         (averaged if average_buffers and t.is_floating_point() else copied).append((t, o))
-    for t, o in averaged:
-        if isinstance(momentum, torch.Tensor):
+    if averaged and not isinstance(momentum, torch.Tensor):  # one fused update of every tensor
+        targets, onlines = [t for t, _ in averaged], [o.to(t.dtype) for t, o in averaged]
+        torch._foreach_mul_(targets, momentum)
+        torch._foreach_add_(targets, onlines, alpha=1 - momentum)
+    elif averaged:
+        for t, o in averaged:
             m = momentum.to(t.dtype)
             t.mul_(m).add_(o.to(t.dtype) * (1 - m))
-        else:
-            t.mul_(momentum).add_(o.to(t.dtype), alpha=1 - momentum)
     for t, o in copied:
         t.copy_(o)
 
