@@ -309,3 +309,15 @@ def test_dino_teacher_temperature_warms_up_linearly():
 def test_a_single_view_batch_is_refused_at_the_step():
     with pytest.raises(ConfigError, match="single images"):
         simclr().views_of((torch.zeros(2, 3, 16, 16), torch.zeros(2)))
+
+
+def test_a_dino_checkpoint_hands_off_the_teacher(tmp_path):
+    from ptft.handoff import load_backbone
+
+    model = dino(base_momentum=0.5)
+    trainer = fit(model, n_local=2, max_steps=2)
+    trainer.save_checkpoint(tmp_path / "dino.ckpt")
+    backbone = load_backbone(str(tmp_path / "dino.ckpt"))
+    teacher, student = model.backbone.state_dict(), model.student_backbone.state_dict()
+    assert all(torch.equal(v, teacher[k]) for k, v in backbone.state_dict().items())
+    assert any(not torch.equal(v, student[k]) for k, v in backbone.state_dict().items())
