@@ -13,12 +13,12 @@ from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
-from torch.optim.swa_utils import AveragedModel
 from torchvision.utils import make_grid, save_image
 
 from ptft.backbones.base import Backbone, SpatialBackbone
 from ptft.backbones.norm import NormKind
 from ptft.data.spec import DataSpec
+from ptft.ema import EMACopy, warmup_momentum
 from ptft.errors import ConfigError, DivergenceError, OutputExistsError
 from ptft.handoff import check_weights, load_checkpoint
 from ptft.image_logging import log_image
@@ -29,19 +29,6 @@ from ptft.pretext.generator import DCGANGenerator
 from ptft.tasks.base import PtftTask
 
 GENERATOR_PREFIX = "generator_ema.module."
-
-
-def ema_with_warmup(decay: float):
-    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over n updates, so early
-    samples are not dominated by the random initialisation."""
-
-    def average(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        if not averaged.is_floating_point():  # counters such as BatchNorm's num_batches_tracked
-            return current
-        rate = torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay).to(averaged.dtype)
-        return torch.lerp(current, averaged, rate)
-
-    return average
 
 
 class GANPretraining(PtftTask):
@@ -140,8 +127,7 @@ class GANPretraining(PtftTask):
             for module in [*backbone.modules(), *self.critic_head.modules()]:
                 if isinstance(module, (nn.Conv2d, nn.Linear)):
                     add_spectral_norm(module)
-        self.generator_ema = AveragedModel(self.generator, avg_fn=ema_with_warmup(ema_decay), use_buffers=True)
-        self.generator_ema.requires_grad_(False)
+        self.generator_ema = EMACopy(self.generator, warmup_momentum(ema_decay), average_buffers=True)  # keys generator_ema.module.*
         self.register_buffer("fixed_latents", torch.randn(num_grid_images, latent_dim, generator=torch.Generator().manual_seed(0)))
         self.metrics = GenerativeMetrics(fid_extractor, inception_weights, kid_subset_size) if fid_extractor else None
         self.image_size = image_size
