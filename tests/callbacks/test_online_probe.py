@@ -16,7 +16,8 @@ from ptft.callbacks import OnlineLinearProbe
 from ptft.data import ImageFolderDataModule
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError
-from ptft.tasks import AutoencoderPretraining
+from ptft.backbones import DCGANEncoder, ViT
+from ptft.tasks import AutoencoderPretraining, GANPretraining, MaskedAutoencoderPretraining
 
 
 def fit(image_tree, root, callbacks=(), max_steps=-1, epochs=1, ckpt_path=None, **trainer_kwargs):
@@ -61,6 +62,24 @@ def test_the_probe_resumes_exactly_from_a_checkpoint(image_tree, tmp_path):
         assert torch.equal(value, resumed.classifier.state_dict()[key]), key
     momentum = [s["momentum_buffer"] for s in resumed.optimizer.state.values()]
     assert all(torch.equal(a, s["momentum_buffer"]) for a, s in zip(momentum, whole.optimizer.state.values()))
+
+
+@pytest.mark.parametrize("task", ["gan", "mae"])
+def test_the_probe_runs_with_other_pretraining_tasks(task, image_tree, tmp_path):
+    # the GAN optimizes manually (two optimizer steps per batch), the MAE's ViT pools its class token
+    pl.seed_everything(0)
+    if task == "gan":
+        model = GANPretraining(DCGANEncoder(base_width=8, num_layers=2, norm="none"), image_size=16, latent_dim=16, generator_width=8, num_grid_images=0)
+    else:
+        vit = ViT(image_size=16, patch_size=4, depth=1, width=32, heads=2)
+        model = MaskedAutoencoderPretraining(vit, decoder_width=32, decoder_depth=1, decoder_heads=2, num_grid_images=0)
+    probe = OnlineLinearProbe(lr=0.02)
+    dm = ImageFolderDataModule(root=str(image_tree), image_size=16, batch_size=8, num_workers=0)
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[probe],
+                         default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert 0 <= trainer.callback_metrics["val/online_acc"].item() <= 1
+    assert [int(s["step"]) for s in probe.optimizer.state.values()] == [6, 6]  # one probe step per training batch
 
 
 class Unlabelled(pl.LightningDataModule):
