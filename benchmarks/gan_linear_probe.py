@@ -6,7 +6,10 @@ size and width), `ptft export` of the discriminator trunk, then the demo's linea
 the same backbone, identical in everything else. Prints a table and writes the
 "gan_linear_probe" section of benchmarks/RESULTS.md.
 
-    python benchmarks/gan_linear_probe.py [--seeds 0 1 2] [--pretrain-steps 3000] [--quick]
+    python benchmarks/gan_linear_probe.py [--seeds 0 1 2] [--pretrain-steps 3000] [--probe-layers 1 2 3] [--quick]
+
+``--probe-layers`` probes the max-pooled maps of those trunk blocks, concatenated (``--probe-grid``
+squared cells each: the DCGAN paper's probe of its discriminator) instead of the pooled last map.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=32, help="base width of the discriminator trunk and the generator")
     parser.add_argument("--probe-epochs", type=int, default=6)
+    parser.add_argument("--probe-layers", type=int, nargs="+", default=None,
+                        help="multi-layer probe of these trunk blocks (0 = first; model.probe_layers); default: the pooled last map")
+    parser.add_argument("--probe-grid", type=int, default=4, help="side of each block's max-pooled grid with --probe-layers")
     parser.add_argument("--quick", action="store_true", help="a few steps on 3%% of the images: a smoke test, not a result")
     parser.add_argument("--out", default="runs/benchmarks/gan_linear_probe", help="each run writes into a new folder OUT/<time>")
     options = parser.parse_args()
@@ -45,6 +51,10 @@ def main() -> None:
     steps = 4 if options.quick else options.pretrain_steps
     epochs = 1 if options.quick else options.probe_epochs
     run_dir = new_run_dir(options.out)
+    layers = [] if options.probe_layers is None else [f"--model.probe_layers={json.dumps(options.probe_layers)}", f"--model.probe_grid={options.probe_grid}"]
+    probed = ("the pooled last map" if options.probe_layers is None else
+              f"blocks {', '.join(map(str, options.probe_layers))} max-pooled to {options.probe_grid}x{options.probe_grid} and concatenated")
+    flags = "" if options.probe_layers is None else f" --probe-layers {' '.join(map(str, options.probe_layers))} --probe-grid {options.probe_grid}"
     rows = []
     for seed in options.seeds:
         common = [f"--seed_everything={seed}", f"--data.root={root}", "-c", str(CONFIGS / "trainer/cpu.yaml"),
@@ -53,21 +63,21 @@ def main() -> None:
         pretrain = ["-c", str(CONFIGS / f"pretrain/{options.config}.yaml"), *common, f"--trainer.max_steps={steps}",
                     f"--model.backbone.init_args.base_width={options.width}", f"--model.generator_width={options.width}",
                     "--trainer.limit_val_batches=2"]
-        probe = ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, f"--trainer.max_epochs={epochs}"]
+        probe = ["-c", str(CONFIGS / "finetune/imagenette_linear_probe.yaml"), *common, f"--trainer.max_epochs={epochs}", *layers]
         result = pretrain_then_probe(pretrain, probe, run_dir / f"{options.config}_seed{seed}")
         rows.append({"seed": seed, **result})
         print(json.dumps(rows[-1]), flush=True)
 
     gains = [r["pretrained"]["val_acc"] - r["random_init"]["val_acc"] for r in rows]
     lines = [
-        f"## GAN discriminator trunk: linear probe vs random init ({options.config})",
+        f"## GAN discriminator trunk: {'linear' if options.probe_layers is None else 'multi-layer linear'} probe vs random init ({options.config})",
         "",
         f"`python benchmarks/gan_linear_probe.py --config {options.config} --seeds {' '.join(map(str, options.seeds))} "
-        f"--pretrain-steps {steps}{' --quick' if options.quick else ''}`",
+        f"--pretrain-steps {steps}{flags}{' --quick' if options.quick else ''}`",
         "",
         f"GAN pretraining: configs/pretrain/{options.config}.yaml at {options.image_size} px, trunk and generator width "
         f"{options.width}, {steps} optimizer steps (D and G together), on the CPU. Probe: "
-        f"configs/finetune/imagenette_linear_probe.yaml, {epochs} epochs, frozen trunk, Imagenette val accuracy "
+        f"configs/finetune/imagenette_linear_probe.yaml, {epochs} epochs, frozen trunk, features: {probed}, Imagenette val accuracy "
         "(3,925 images). The random-init trunk is the same architecture, built with the same seed."
         + (" **Quick mode: 3% of the images and a few steps; a smoke test, not a result.**" if options.quick else ""),
         "",
@@ -80,7 +90,8 @@ def main() -> None:
     if len(rows) > 1:
         mean = lambda key: statistics.mean(r[key]["val_acc"] for r in rows)  # noqa: E731
         lines.append(f"| mean | | {mean('pretrained'):.1%} | {mean('random_init'):.1%} | {statistics.mean(gains):+.1%} |")
-    report(f"gan_linear_probe:{options.config}", "\n".join(lines), options.quick)
+    section = f"gan_linear_probe:{options.config}" + ("" if options.probe_layers is None else ":layers" + "-".join(map(str, options.probe_layers)))
+    report(section, "\n".join(lines), options.quick)
 
 
 if __name__ == "__main__":

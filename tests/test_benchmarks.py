@@ -34,9 +34,10 @@ def table(output):
 
 
 def test_gan_linear_probe_quick_twice_with_one_out_folder(tmp_path):
-    for _ in range(2):  # a second run (or one after an interrupted run) writes into a new folder of its own
-        result = run_quick(tmp_path, "gan_linear_probe.py", "--seeds", "0", "--image-size", "16", "--width", "8", f"--out={tmp_path / 'run'}")
+    for layers in ([], ["--probe-layers", "1", "3", "--probe-grid", "2"]):  # a second run writes into a new folder of its own
+        result = run_quick(tmp_path, "gan_linear_probe.py", "--seeds", "0", "--image-size", "16", "--width", "8", f"--out={tmp_path / 'run'}", *layers)
         assert "| 0 |" in result.stdout and "probe: GAN trunk" in result.stdout
+    assert "multi-layer linear probe" in result.stdout and "blocks 1, 3 max-pooled to 2x2" in result.stdout
     assert len(list((tmp_path / "run").glob("*/gan_imagenette_seed0/backbone/backbone.safetensors"))) == 2
 
 

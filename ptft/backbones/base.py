@@ -154,6 +154,18 @@ class SpatialBackbone(Backbone):
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         return features.mean(dim=(2, 3))
 
+    def stage_channels(self) -> list[int]:
+        """Channels of each map :meth:`stage_features` returns, input first; empty when the backbone
+        has no stages to probe (multi-layer probes refuse it)."""
+        return []
+
+    def stage_features(self, x: torch.Tensor, depth: int | None = None) -> list[torch.Tensor]:
+        """The feature map ``(B, C_i, H_i, W_i)`` after each stage (ResNet: stem and each layer;
+        DCGAN encoder: each stride-2 block; ViT: each block's patch tokens as a grid), input first:
+        what multi-layer linear probes pool (``model.probe_layers``). ``depth``: run and return only
+        the first ``depth`` stages."""
+        raise NotImplementedError(f"{type(self).__name__} has no stages")
+
 
 class SequenceFeatures(NamedTuple):
     """States of a sequence backbone: ``states`` ``(B, T, C)`` and ``mask`` ``(B, T)``, True at

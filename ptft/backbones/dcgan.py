@@ -57,6 +57,18 @@ class DCGANEncoder(SpatialBackbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    def stage_channels(self) -> list[int]:
+        """Each stride-2 block's width."""
+        return [self.layers[i].out_channels for i in range(0, len(self.layers), 3)]
+
+    def stage_features(self, x: torch.Tensor, depth: int | None = None) -> list[torch.Tensor]:
+        """The map after each stride-2 block (conv, norm, LeakyReLU): the DCGAN paper's probe features."""
+        maps = []
+        for i in range(0, len(self.layers) if depth is None else 3 * depth, 3):
+            x = self.layers[i + 2](self.layers[i + 1](self.layers[i](x)))
+            maps.append(x)
+        return maps
+
     def layer_groups(self) -> list[list[str]]:
         """One group per stride-2 layer (conv, norm, activation)."""
         groups: list[list[str]] = [[] for _ in range(len(self.layers) // 3)]

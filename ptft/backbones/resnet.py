@@ -60,3 +60,15 @@ class ResNet(SpatialBackbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def stage_channels(self) -> list[int]:
+        """Stem, layer1 ... layer4."""
+        expansion = type(self.layer1[0]).expansion  # 1 for BasicBlock (resnet18/34), 4 for Bottleneck (resnet50)
+        return [64, *(width * expansion for width in (64, 128, 256, 512))]
+
+    def stage_features(self, x: torch.Tensor, depth: int | None = None) -> list[torch.Tensor]:
+        """The maps after the stem and after each of layer1 ... layer4 (the last is ``forward_features``)."""
+        maps = [self.stem(x)]
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[:None if depth is None else depth - 1]:
+            maps.append(layer(maps[-1]))
+        return maps[:depth]

@@ -185,6 +185,22 @@ class ViT(SpatialBackbone):
         patches = self.encode(tokens)[:, self.num_prefix_tokens:]
         return patches.transpose(1, 2).reshape(len(x), -1, *grid)
 
+    def stage_channels(self) -> list[int]:
+        """Each block's width."""
+        return [self.out_dim] * len(self.blocks)
+
+    def stage_features(self, x: torch.Tensor, depth: int | None = None) -> list[torch.Tensor]:
+        """Each block's patch tokens (class token dropped) as a ``(B, width, H/patch, W/patch)``
+        grid; the last before the final norm, unlike ``forward_features``."""
+        tokens, grid = self.embed(x)
+        if self.class_token is not None:
+            tokens = torch.cat([self.class_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+        maps = []
+        for block in self.blocks[:depth]:
+            tokens = block(tokens)
+            maps.append(tokens[:, self.num_prefix_tokens:].transpose(1, 2).reshape(len(x), -1, *grid))
+        return maps
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, _ = self.embed(x)
         tokens = self.encode(tokens)

@@ -9,11 +9,12 @@ from ptft.callbacks.final_checkpoint import FinalCheckpoint
 from ptft.callbacks.knn import KNNMonitor
 from ptft.callbacks.loader_position import LoaderPosition
 from ptft.callbacks.nonfinite import NonFiniteGuard
+from ptft.callbacks.online_probe import OnlineLinearProbe
 from ptft.callbacks.preemption import PreemptionCheckpoint
 from ptft.callbacks.progress import StageProgress
 from ptft.callbacks.rng_states import RNGStates
 from ptft.callbacks.run_folders import RunFolders
 from ptft.callbacks.trial_report import TrialReport
 
-__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "FinalCheckpoint", "KNNMonitor", "LoaderPosition", "NonFiniteGuard", "PreemptionCheckpoint",
+__all__ = ["AtomicCheckpoints", "CheckpointMetadata", "ExperimentConfig", "FinalCheckpoint", "KNNMonitor", "LoaderPosition", "NonFiniteGuard", "OnlineLinearProbe", "PreemptionCheckpoint",
            "RNGStates", "RunFolders", "StageProgress", "TrialReport"]

@@ -68,7 +68,7 @@ class Classification(FineTuningTask):
             raise ConfigError(f"model.num_classes must be >= 2, got {num_classes}")
         self.hparams.num_classes = num_classes
         self.num_classes = num_classes
-        self.head = classification_head(self.backbone.out_dim, num_classes, head, head_hidden_dim, head_dropout, feature_norm)
+        self.head = classification_head(self.feature_dim, num_classes, head, head_hidden_dim, head_dropout, feature_norm)
         self.label_smoothing = label_smoothing
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         accuracies = {"acc": MulticlassAccuracy(num_classes, average="micro")}
@@ -87,9 +87,7 @@ class Classification(FineTuningTask):
         return [*super().compile_regions(), self.head]
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        with self.backbone_context():
-            features = self.backbone(inputs)
-        return self.head(features)
+        return self.head(self.features(inputs))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs, labels = batch

@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from pytorch_lightning.strategies import DDPStrategy
 
 from ptft.backbones.base import Backbone
@@ -42,6 +43,16 @@ class FineTuningTask(PtftTask):
             deepest group (ViT: final norm; ResNet: last stage) trains at the backbone's rate, each
             group closer to the input at ``layer_decay`` times the next one's (ViT: per block, ResNet:
             per stage, DCGAN encoder: per layer; see ``Backbone.layer_groups``). None: no decay.
+        probe_layers: multi-layer features instead of the pooled ones (the DCGAN paper's probe of its
+            discriminator): the map of each of these stages of a spatial backbone
+            (``SpatialBackbone.stage_features``: ResNet stem + layer1-4, DCGAN encoder blocks, ViT
+            blocks; 0 is the stage nearest the input, negative indices count from the end) is
+            max-pooled to ``probe_grid`` x ``probe_grid``, flattened, and the stages concatenated:
+            ``sum(channels_i * probe_grid**2)`` features (from the backbone's ``stage_channels()``).
+            Classification's ``feature_norm`` standardises them. None: the pooled features. Works in
+            both modes; in ``full`` mode under DDP, leaving out the last stage leaves parameters
+            without gradients (use ``--trainer.strategy=ddp_find_unused_parameters_true``).
+        probe_grid: side of the max-pooled grid of each probed stage (a smaller map is repeated up to it).
         **kwargs: the options every task shares (optimizer, lr_scheduler, on_nonfinite, ...): see :class:`PtftTask`.
     """
 
@@ -54,6 +65,8 @@ class FineTuningTask(PtftTask):
         unfreeze_at_epoch: int | None = None,
         backbone_lr: float | None = None,
         layer_decay: float | None = None,
+        probe_layers: list[int] | None = None,
+        probe_grid: int = 4,
         **kwargs: Any,
     ) -> None:
         if mode not in ("full", "linear_probe"):
@@ -73,7 +86,10 @@ class FineTuningTask(PtftTask):
             raise ConfigError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
         if backbone_overrides:
             backbone = backbone.with_fine_tuning_options(backbone_overrides)
+        probe_stages = check_probe_layers(backbone, probe_layers, probe_grid)
         super().__init__(backbone, **kwargs)
+        self.probe_layers = probe_stages
+        self.probe_grid = probe_grid
         self.pretrained = handed_over  # what model.pretrained holds: specs, weights, tokenizer, labels
         tokenizer = handed_over.tokenizer if handed_over is not None else None
         self.pretrained_tokenizer = TextTokenizer.from_json(tokenizer, str(pretrained)) if tokenizer is not None else None
@@ -151,6 +167,23 @@ class FineTuningTask(PtftTask):
         """Context for running the backbone: without grad while it is frozen."""
         return torch.no_grad() if self.frozen else nullcontext()
 
+    @property
+    def feature_dim(self) -> int:
+        """Size of :meth:`features`: the backbone's ``out_dim``, or the multi-layer probe's size."""
+        if self.probe_layers is None:
+            return self.backbone.out_dim
+        channels = self.backbone.stage_channels()
+        return sum(channels[i] * self.probe_grid**2 for i in self.probe_layers)
+
+    def features(self, inputs: Any) -> torch.Tensor:
+        """What the head reads: the pooled backbone features, or with ``probe_layers`` the
+        max-pooled stage maps, concatenated; without grad while the backbone is frozen."""
+        with self.backbone_context():
+            if self.probe_layers is None:
+                return self.backbone(inputs)
+            maps = self.backbone.stage_features(inputs, depth=max(self.probe_layers) + 1)  # no stage beyond the deepest probed one
+            return torch.cat([F.adaptive_max_pool2d(maps[i], self.probe_grid).flatten(1) for i in self.probe_layers], dim=1)
+
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The head (everything but the backbone) at the optimizer's lr; the backbone at
         ``backbone_lr``, one group per depth with ``layer_decay``."""
@@ -168,3 +201,27 @@ class FineTuningTask(PtftTask):
                 group["lr_scale"] = self.layer_decay ** (len(layers) - 1 - depth)
             groups.append(group)
         return groups
+
+
+def check_probe_layers(backbone: Backbone, probe_layers: list[int] | None, probe_grid: int) -> list[int] | None:
+    """``probe_layers`` as stage indices from 0 (None stays None); a ConfigError naming
+    ``model.probe_layers`` when the backbone has no stages or an index is out of range."""
+    if probe_layers is None:
+        return None
+    if probe_grid < 1:
+        raise ConfigError(f"model.probe_grid must be >= 1, got {probe_grid}")
+    stage_channels = getattr(backbone, "stage_channels", None)
+    stages = len(stage_channels()) if stage_channels is not None else 0
+    if not stages:
+        raise ConfigError(f"model.probe_layers: the backbone {type(backbone).__name__} has no stages to probe; "
+                          "use a spatial backbone (ResNet, DCGANEncoder, ViT) or drop model.probe_layers")
+    if not probe_layers:
+        raise ConfigError(f"model.probe_layers is empty; give stage indices of {type(backbone).__name__}'s {stages} stages (0..{stages - 1})")
+    bad = [i for i in probe_layers if not -stages <= i < stages]
+    if bad:
+        raise ConfigError(f"model.probe_layers: stage {bad[0]} is out of range: {type(backbone).__name__} has {stages} stages "
+                          f"(0..{stages - 1}, or -{stages}..-1 from the end)")
+    indices = [i % stages for i in probe_layers]
+    if len(set(indices)) != len(indices):
+        raise ConfigError(f"model.probe_layers names a stage twice: {probe_layers}")
+    return indices
