@@ -163,11 +163,16 @@ class ViT(SpatialBackbone):
         grid = (patches.shape[-2], patches.shape[-1])
         return patches.flatten(2).transpose(1, 2) + self.positions(grid).to(patches.dtype), grid
 
+    def with_class_token(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens`` with the class token (plus its position, with ``class_token_position``) prepended, if any."""
+        if self.class_token is None:
+            return tokens
+        first = self.class_token if self.class_position is None else self.class_token + self.class_position
+        return torch.cat([first.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Prepend the class token (plus its position, with ``class_token_position``), run the blocks, normalise."""
-        if self.class_token is not None:
-            first = self.class_token if self.class_position is None else self.class_token + self.class_position
-            tokens = torch.cat([first.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+        """Prepend the class token, run the blocks, normalise."""
+        tokens = self.with_class_token(tokens)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)
@@ -193,8 +198,7 @@ class ViT(SpatialBackbone):
         """Each block's patch tokens (class token dropped) as a ``(B, width, H/patch, W/patch)``
         grid; the last before the final norm, unlike ``forward_features``."""
         tokens, grid = self.embed(x)
-        if self.class_token is not None:
-            tokens = torch.cat([self.class_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+        tokens = self.with_class_token(tokens)
         maps = []
         for block in self.blocks[:depth]:
             tokens = block(tokens)
