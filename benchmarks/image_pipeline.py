@@ -14,7 +14,9 @@ solarize 0.0 / 0.2 for the first / second view) through ptft's ``data.views`` (`
 defaults), with the colour operations in the DataLoader workers or batched "on the device" (the
 benchmark's device: the main process on a machine without a GPU), vs the same augmentations with
 torchvision ``transforms.v2`` on PIL-decoded images (ImageFolder's loader, one decode per image,
-two transformed views). Images/s counts source images (two views each).
+two transformed views). Images/s counts source images (two views each). ptft crops from images decoded
+at ``source_scale`` (1.25) x the view side, as ``crop_flip`` does; the baseline from full-size decodes,
+so its small-scale crops are sharper.
 
     python benchmarks/image_pipeline.py [--sizes 64 128] [--views-size 64] [--workers 2] [--repeats 5] [--quick]
 """
@@ -162,7 +164,7 @@ def measure(size: int, loaders: dict[str, DataLoader], converts: dict, baseline:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[64, 128], help="single-view image sizes (none: only the multi-view rows)")
     parser.add_argument("--views-size", type=int, default=64, help="side of the two SimCLR views of the multi-view rows (0: none)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None, help="default 128 (--quick: 8)")
@@ -229,7 +231,8 @@ def main() -> None:
         *([f"Multi-view rows ({options.views_size} px): images/s of source images, two views each (ptft.data.MultiView "
            "defaults: scale 0.08-1, flip, jitter 0.8, grayscale 0.2, blur 1.0/0.1, solarize 0.0/0.2), vs torchvision "
            "transforms v2 on PIL images with the same augmentations; 'colour on device' runs jitter, grayscale, blur and "
-           f"solarize batched on the {DEVICE.type} after the transfer."] if options.views_size else []),
+           f"solarize batched on the {DEVICE.type} after the transfer. ptft crops from images decoded at 1.25x the view "
+           "side, the baseline from full-size decodes."] if options.views_size else []),
         "",
         "| image size | pipeline | images/s | vs baseline | CPU ms / image | vs baseline (CPU) | target (images/s) | met |",
         "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- |",

@@ -6,7 +6,8 @@ is one antialiased resize on uint8 pixels, and images stay uint8 until they reac
 ``on_after_batch_transfer`` turns them into float images in [-1, 1] (channels_last). With
 ``decoded_cache=true`` the images are decoded once, a little above the target size, into a uint8
 memmap that every later epoch and every DDP rank reads (see :mod:`ptft.data.decoded_cache`);
-augmentations still run per epoch on it.
+augmentations still run per epoch on it. With ``views`` (:class:`ptft.data.MultiView`) the train
+split yields several augmented views per image for joint-embedding SSL (:mod:`ptft.data.views`).
 
 Hostile inputs (zero-byte files, symlink loops, symlinks out of their class folder, text with an
 image extension, truncated files, decompression bombs, class folders without images) stop the run
@@ -34,7 +35,7 @@ from ptft.data.paths import resolve_data_path
 from ptft.data.spec import DataSpec
 from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
-from ptft.data.views import ImageViews, MultiView, collate_views, views_to_float
+from ptft.data.views import ImageViews, MultiView, ViewCollate, views_to_float
 from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Resumes mid-epoch with the same order and augmentations (ptft/data/resumable.py).
-        collate = collate_views if self.views is not None else collate_images
+        collate = ViewCollate(self.views) if self.views is not None else collate_images
         return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:

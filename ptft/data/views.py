@@ -6,18 +6,18 @@ it, each training image yields ``global_crops`` random-resized crops at ``global
 grayscale, blur and solarize draws (BYOL's asymmetric blur/solarize probabilities by default).
 
 The crops are done on uint8 pixels as :class:`ptft.data.decoding.CropResize` does (one antialiased
-resize each, from an image decoded, or cached, at ``source_scale`` x ``global_size``). The colour
-operations then run either
+resize each, from an image decoded, or cached, at ``source_scale`` x ``global_size``), and each
+view's colour parameters are drawn with it, per sample, from the streams that
+:class:`ptft.data.resumable.SeededSamples` seeds from ``(seed, epoch, index)``. The colour operations
+(:func:`color_views_batched`, torchvision's colour kernels rewritten for one parameter set per sample)
+then run either
 
-* per view in the DataLoader workers (torchvision's ``transforms.v2.functional`` kernels on float
-  pixels, back to uint8 for the trip to the device), or
-* with ``color_on_device=true``, batched on the device after the transfer
-  (:func:`color_views_batched`: the same operations with one random parameter set per sample).
-  The parameters are still drawn in the workers, per sample, and travel with the batch: the
-  views stay a function of ``(seed, epoch, index)`` and exact mid-epoch resume still holds.
+* in the DataLoader workers, batched over the views of one size in a batch when it is collated
+  (:class:`ViewCollate`), back to uint8 for the trip to the device, or
+* with ``color_on_device=true``, batched on the device after the transfer (:func:`views_to_float`),
+  from the parameters that travel with the batch.
 
-Either way every random draw comes from the per-sample seeded streams of
-:class:`ptft.data.resumable.SeededSamples`.
+Either way the views are a function of ``(seed, epoch, index)`` alone, so exact mid-epoch resume holds.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import get_worker_info
-from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
 from ptft.data.decoding import CROP_SOURCE_SCALE, CropResize, stack_images
 from ptft.errors import ConfigError
 
-__all__ = ["MultiView", "ImageViews", "collate_views", "color_views_batched", "views_to_float"]
+__all__ = ["MultiView", "ImageViews", "ViewCollate", "color_views_batched", "views_to_float"]
 
 # One view's colour parameters, a row of floats: the jitter factors, the order the four jitter
 # operations run in, then grayscale (0/1), the blur sigma (0: no blur) and solarize (0/1).
@@ -189,9 +188,9 @@ class MultiView:
 
 class ImageViews:
     """The train transform of a :class:`MultiView`: uint8 ``(H, W, 3)`` array -> ``(views, params)``,
-    ``views`` the uint8 ``(3, side, side)`` crops (globals first) and ``params`` None (colour already
-    applied here) or, with ``color_on_device``, a float ``(views, NUM_PARAMS)`` tensor of each view's
-    colour parameters for :func:`color_views_batched`."""
+    ``views`` the uint8 ``(3, side, side)`` crops (globals first) and ``params`` a float ``(views,
+    NUM_PARAMS)`` tensor of each view's colour parameters, applied by :class:`ViewCollate` (colour in
+    the workers) or by :func:`views_to_float` (on the device)."""
 
     def __init__(self, views: MultiView, image_size: int) -> None:
         global_size, local_size = views.sizes(image_size)
@@ -199,137 +198,177 @@ class ImageViews:
         self.crops = ([CropResize("crop_flip", global_size, views.global_scale, views.flip)] * views.global_crops
                       + [CropResize("crop_flip", local_size, views.local_scale, views.flip)] * views.local_crops)
 
-    def __call__(self, pixels: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        out, params = [], []
+    def __call__(self, pixels: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
+        images, params = [], []
         for view, crop in enumerate(self.crops):
-            image = crop(pixels)
+            images.append(crop(pixels))
             params.append(self.views.draw(view))
-            out.append(image if self.views.color_on_device else color_view(image, params[-1]))
-        return out, torch.tensor(params) if self.views.color_on_device else None
+        return images, torch.tensor(params)
 
 
-def color_view(image: torch.Tensor, params: list[float]) -> torch.Tensor:
-    """One uint8 ``(3, H, W)`` view with its colour operations applied (torchvision's kernels, in
-    float, one rounding back to uint8 at the end); the CPU path."""
-    brightness, contrast, saturation, hue = params[BRIGHTNESS:ORDER]
-    order = [int(i) for i in params[ORDER:GRAY]]
-    gray, sigma, solarize = params[GRAY] > 0, params[SIGMA], params[SOLARIZE] > 0
-    jittered = [brightness, contrast, saturation, hue] != list(IDENTITY)
-    if not (jittered or gray or sigma > 0 or solarize):
-        return image
-    x = image.to(torch.float32).div_(255)
-    if jittered:
-        for op in order:
-            if op == 0 and brightness != 1:
-                x = TF.adjust_brightness_image(x, brightness)
-            elif op == 1 and contrast != 1:
-                x = TF.adjust_contrast_image(x, contrast)
-            elif op == 2 and saturation != 1:
-                x = TF.adjust_saturation_image(x, saturation)
-            elif op == 3 and hue != 0:
-                x = TF.adjust_hue_image(x, hue)
-    if gray:
-        x = TF.rgb_to_grayscale_image(x, num_output_channels=3)
-    if sigma > 0:
-        size = blur_kernel_size(x.shape[-1])
-        x = TF.gaussian_blur_image(x, [size, size], [sigma, sigma])
-    if solarize:
-        x = TF.solarize_image(x, SOLARIZE_THRESHOLD)
-    return x.mul(255).round_().to(torch.uint8)  # not in place: grayscale gives an expanded view
-
-
+# Colour operations on float (N, 3, H, W) images in [0, 1] with one factor per sample ((N,) tensors):
+# torchvision's adjust_brightness / adjust_contrast / adjust_saturation / adjust_hue, rgb_to_grayscale,
+# gaussian_blur and solarize, computed the same way, but batched with per-sample parameters (torchvision's
+# kernels take one factor per call), one channel plane at a time where torchvision broadcasts over
+# channels (several times faster on CPU), and the HSV round trip of the hue shift in closed form.
 def _per_sample(values: torch.Tensor) -> torch.Tensor:
     return values.view(-1, 1, 1, 1)
 
 
-def _blend(image: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    ratio = _per_sample(ratio)
-    return (image * ratio).add_(other * (1 - ratio)).clamp_(0, 1)
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) luma (torchvision's ITU-R 601 weights)."""
+    return TF.rgb_to_grayscale_image(x)
 
 
-def _adjust_hue(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    hsv = _rgb_to_hsv(image)  # torchvision's conversion (what adjust_hue_image uses), batched
-    hue = (hsv[:, 0] + shift.view(-1, 1, 1)).remainder_(1.0)
-    return _hsv_to_rgb(torch.stack((hue, hsv[:, 1], hsv[:, 2]), dim=1))
+def _brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return x.mul(_per_sample(factor)).clamp_(0, 1)
 
 
-def _gaussian_blur(image: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur with one sigma per sample (0: unchanged), reflect padding, as
-    torchvision's ``gaussian_blur_image`` does for one sigma."""
-    batch, channels, height, width = image.shape
+def _contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    factor = _per_sample(factor)
+    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+    return x.mul(factor).add_(mean * (1 - factor)).clamp_(0, 1)
+
+
+def _saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    factor = _per_sample(factor)
+    return x.mul(factor).add_(_gray(x).mul_(1 - factor)).clamp_(0, 1)
+
+
+def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_hue (RGB -> HSV, hue + shift, -> RGB) per sample: with V = max, C = max - min
+    and the shifted hue h in sixths of the circle, channel n of the result is
+    ``V - C * clamp(min(k, 4 - k), 0, 1)`` with ``k = (h + (5, 3, 1)[n]) mod 6``."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    top = torch.maximum(torch.maximum(r, g), b)
+    chroma = top - torch.minimum(torch.minimum(r, g), b)
+    inverse = chroma.clamp(min=1e-12).reciprocal_()  # chroma 0 (gray): any hue gives V
+    hue = torch.where(top == r, (g - b).mul_(inverse),
+                      torch.where(top == g, (b - r).mul_(inverse).add_(2), (r - g).mul_(inverse).add_(4)))
+    hue = hue.add_(shift.view(-1, 1, 1), alpha=6).remainder_(6)
+    out = torch.empty_like(x)
+    for channel, offset in enumerate((5.0, 3.0, 1.0)):
+        k = hue + offset
+        k = torch.where(k >= 6, k - 6, k)
+        torch.sub(top, torch.minimum(k, 4 - k).clamp_(0, 1).mul_(chroma), out=out[:, channel])
+    return out
+
+
+def _grayscale(x: torch.Tensor, _=None) -> torch.Tensor:
+    return _gray(x).expand_as(x).contiguous()
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per sample (0: unchanged, a one-tap kernel), reflect
+    padding, the kernel of torchvision's gaussian_blur; 10% of the side (:func:`blur_kernel_size`)."""
+    batch, channels, height, width = x.shape
     size = blur_kernel_size(width)
-    x = torch.arange(size, device=image.device, dtype=image.dtype) - size // 2
-    # sigma 0 (no blur): clamped to 0.001, a kernel of exactly one tap
-    kernel = torch.softmax(-0.5 * (x / sigma.clamp(min=1e-3).view(-1, 1)) ** 2, dim=1)
-    kernel = kernel.repeat_interleave(channels, dim=0)  # one per (sample, channel)
+    taps = torch.arange(size, device=x.device, dtype=x.dtype) - size // 2
+    kernel = torch.softmax(-0.5 * (taps / sigma.clamp(min=1e-3).view(-1, 1)) ** 2, dim=1).repeat_interleave(channels, dim=0)
     pad = size // 2
-    out = F.pad(image.reshape(1, batch * channels, height, width), (pad, pad, pad, pad), mode="reflect")
+    out = F.pad(x.reshape(1, batch * channels, height, width), (pad, pad, pad, pad), mode="reflect")
     out = F.conv2d(out, kernel.view(-1, 1, 1, size), groups=batch * channels)
     out = F.conv2d(out, kernel.view(-1, 1, size, 1), groups=batch * channels)
     return out.view(batch, channels, height, width)
 
 
-def color_views_batched(images: torch.Tensor, params: torch.Tensor, jitter: tuple[bool, bool, bool, bool] = (True,) * 4) -> torch.Tensor:
-    """Float ``(B, 3, H, W)`` images in [0, 1] with each sample's colour parameters (``params``, ``(B,
-    NUM_PARAMS)``) applied, batched, without a host sync: the device path. ``jitter`` says which of
-    brightness, contrast, saturation, hue can differ from identity at all (the others are skipped).
+def _solarize(x: torch.Tensor, _=None) -> torch.Tensor:
+    return TF.solarize_image(x, SOLARIZE_THRESHOLD)
 
-    The jitter operations run in each sample's own order: at each of the four steps every operation
-    runs on the whole batch, with the identity factor for the samples whose step it is not."""
-    params = params.to(images.dtype)
-    order = params[:, ORDER:GRAY]
+
+JITTER = (_brightness, _contrast, _saturation, _hue)
+
+
+def color_views_batched(images: torch.Tensor, params: torch.Tensor, sync_free: bool | None = None) -> torch.Tensor:
+    """Float ``(N, 3, H, W)`` images in [0, 1] with each sample's colour parameters (``params``, ``(N,
+    NUM_PARAMS)``, see :meth:`MultiView.draw`) applied: the jitter operations in the sample's own
+    order, then grayscale, blur and solarize.
+
+    On a CPU (``sync_free`` False, the default there) each operation runs on the samples that need
+    it only (picked in Python). On an accelerator (``sync_free`` True) nothing is read back to the
+    host: every operation runs on the whole batch, with identity factors for the samples it does not
+    concern (so the jitter runs 4 x 4 times, each sample's operation of each of its four steps)."""
+    if sync_free is None:
+        sync_free = images.device.type != "cpu"
+    params = params.to(images.device, images.dtype)
     x = images
-    identity = torch.tensor(IDENTITY, dtype=images.dtype, device=images.device)
+    if sync_free:
+        identity = torch.tensor(IDENTITY, dtype=x.dtype, device=x.device)
+        for step in range(4):
+            for op, function in enumerate(JITTER):
+                selected = params[:, ORDER + step] == op
+                x = function(x, torch.where(selected, params[:, BRIGHTNESS + op], identity[op]))
+        x = torch.where(_per_sample(params[:, GRAY] > 0), _grayscale(x), x)
+        x = _blur(x, params[:, SIGMA])
+        return torch.where(_per_sample(params[:, SOLARIZE] > 0), _solarize(x), x)
+    rows = params.tolist()
+
+    def apply(function, which: list[int], column: int) -> None:
+        nonlocal x
+        if len(which) == len(rows):
+            x = function(x, params[:, column])
+        elif which:
+            index = torch.tensor(which, device=x.device)
+            x = x.index_copy(0, index, function(x[index], params[index, column]))
+
     for step in range(4):
-        for op in range(4):
-            if not jitter[op]:
-                continue
-            factor = torch.where(order[:, step] == op, params[:, BRIGHTNESS + op], identity[op])
-            if op == 0:
-                x = (x * _per_sample(factor)).clamp_(0, 1)
-            elif op == 1:
-                mean = TF.rgb_to_grayscale_image(x).mean(dim=(-3, -2, -1), keepdim=True)
-                x = _blend(x, mean, factor)
-            elif op == 2:
-                x = _blend(x, TF.rgb_to_grayscale_image(x), factor)
-            else:
-                x = _adjust_hue(x, factor)
-    x = torch.where(_per_sample(params[:, GRAY] > 0), TF.rgb_to_grayscale_image(x, num_output_channels=3), x)
-    x = _gaussian_blur(x, params[:, SIGMA])
-    return torch.where(_per_sample(params[:, SOLARIZE] > 0) & (x >= SOLARIZE_THRESHOLD), 1 - x, x)
+        for op, function in enumerate(JITTER):
+            apply(function, [i for i, row in enumerate(rows) if row[ORDER + step] == op and row[op] != IDENTITY[op]], op)
+    apply(_grayscale, [i for i, row in enumerate(rows) if row[GRAY] > 0], GRAY)
+    apply(_blur, [i for i, row in enumerate(rows) if row[SIGMA] > 0], SIGMA)
+    apply(_solarize, [i for i, row in enumerate(rows) if row[SOLARIZE] > 0], SOLARIZE)
+    return x
 
 
-def collate_views(samples: list[tuple[tuple[list[torch.Tensor], torch.Tensor | None], int]]) -> tuple:
-    """``((views, params), label)`` samples -> ``(views, labels)``, ``views`` a list of uint8
-    ``(B, 3, side, side)`` channels-last batches (one per view), or ``(views, labels, params)``
-    with ``params`` ``(B, views, NUM_PARAMS)`` when the colour operations run on the device."""
-    count = len(samples[0][0][0])
-    views = [stack_images([sample[0][0][view] for sample in samples]) for view in range(count)]
-    labels = torch.tensor([label for _, label in samples])
-    if samples[0][0][1] is None:
+def _groups(views: MultiView, count: int) -> list[range]:
+    """The view numbers of one size: the globals, then the locals (when any)."""
+    return [group for group in (range(views.global_crops), range(views.global_crops, count)) if len(group)]
+
+
+class ViewCollate:
+    """``((views, params), label)`` samples -> ``(views, labels)``: ``views`` a list of uint8 ``(B, 3,
+    side, side)`` channels-last batches, one per view (globals first), in shared memory in a worker.
+    The colour operations run here, batched over the batch's views of one size, unless they run on
+    the device: then the batch is ``(views, labels, params)`` with ``params`` ``(B, views,
+    NUM_PARAMS)`` and :func:`views_to_float` applies them."""
+
+    def __init__(self, views: MultiView) -> None:
+        self.views = views
+
+    def __call__(self, samples: list[tuple[tuple[list[torch.Tensor], torch.Tensor], int]]) -> tuple:
+        labels = torch.tensor([label for _, label in samples])
+        count = len(samples[0][0][0])
+        if self.views.color_on_device:
+            out = None
+            if get_worker_info() is not None:
+                out = torch.empty((len(samples), count, NUM_PARAMS)).share_memory_()
+            params = torch.stack([sample[0][1] for sample in samples], out=out)
+            return [stack_images([sample[0][0][view] for sample in samples]) for view in range(count)], labels, params
+        views: list[torch.Tensor] = []
+        for group in _groups(self.views, count):
+            pixels = torch.stack([sample[0][0][view] for view in group for sample in samples])  # view-major
+            params = torch.cat([torch.stack([sample[0][1][view] for sample in samples]) for view in group])
+            colour = color_views_batched(pixels.to(torch.float32, memory_format=torch.contiguous_format).div_(255), params)
+            colour = colour.mul_(255).round_()
+            for chunk in colour.split(len(samples)):
+                out = torch.empty((len(samples), *chunk.shape[2:], 3), dtype=torch.uint8)
+                if get_worker_info() is not None:
+                    out.share_memory_()
+                views.append(out.copy_(chunk.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
         return views, labels
-    out = None
-    if get_worker_info() is not None:
-        out = torch.empty((len(samples), *samples[0][0][1].shape)).share_memory_()
-    return views, labels, torch.stack([sample[0][1] for sample in samples], out=out)
 
 
 def views_to_float(batch: tuple, views: MultiView) -> tuple[list[torch.Tensor], torch.Tensor]:
     """A multi-view batch on the device -> ``(views, labels)``: float ``(B, 3, side, side)`` views in
     [-1, 1], channels-last (as :func:`ptft.data.decoding.images_to_float`), after the batched
-    colour operations when the batch carries their parameters."""
+    colour operations when the batch carries their parameters (``color_on_device``)."""
     images, labels, *params = batch
     if not params:
         return [image.to(torch.float32, memory_format=torch.channels_last).mul_(2 / 255).sub_(1.0) for image in images], labels
-    jitter = tuple(x > 0 for x in (views.brightness, views.contrast, views.saturation, views.hue))
     out: list[torch.Tensor] = []
-    for group in (images[:views.global_crops], images[views.global_crops:]):  # the views of one size in one batch
-        if not group:
-            continue
-        first = len(out)
-        batch_size = group[0].shape[0]
-        pixels = torch.cat(group).to(torch.float32).div_(255)
-        colour = params[0][:, first:first + len(group)].transpose(0, 1).reshape(-1, NUM_PARAMS)
-        pixels = color_views_batched(pixels, colour, jitter).mul_(2).sub_(1)
-        out += [view.contiguous(memory_format=torch.channels_last) for view in pixels.split(batch_size)]
+    for group in _groups(views, len(images)):  # the views of one size as one batch
+        pixels = torch.cat([images[view] for view in group]).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+        colour = params[0][:, group.start:group.stop].transpose(0, 1).reshape(-1, NUM_PARAMS)
+        pixels = color_views_batched(pixels, colour).mul_(2).sub_(1)
+        out += [view.contiguous(memory_format=torch.channels_last) for view in pixels.split(images[0].shape[0])]
     return out, labels
