@@ -45,8 +45,8 @@ SOLARIZE_THRESHOLD = 0.5
 
 
 def blur_kernel_size(side: int) -> int:
-    """Gaussian kernel of a blurred view: the odd size nearest below 10% of its side, at least 3
-    (SimCLR's and BYOL's rule: 23 taps at 224 px, 7 at 64 px, 3 at 32 px)."""
+    """Gaussian kernel of a blurred view: 10% of its side, rounded down, then up to an odd size, at
+    least 3 (SimCLR's and BYOL's rule: 23 taps at 224 px; 7 at 64 px, 3 at 32 px)."""
     return max(3, int(side * 0.1) // 2 * 2 + 1)
 
 
@@ -293,11 +293,10 @@ def color_views_batched(images: torch.Tensor, params: torch.Tensor, sync_free: b
     params = params.to(images.device, images.dtype)
     x = images
     if sync_free:
-        identity = torch.tensor(IDENTITY, dtype=x.dtype, device=x.device)
         for step in range(4):
             for op, function in enumerate(JITTER):
                 selected = params[:, ORDER + step] == op
-                x = function(x, torch.where(selected, params[:, BRIGHTNESS + op], identity[op]))
+                x = function(x, torch.where(selected, params[:, BRIGHTNESS + op], IDENTITY[op]))  # no host-to-device copy
         x = torch.where(_per_sample(params[:, GRAY] > 0), _grayscale(x), x)
         x = _blur(x, params[:, SIGMA])
         return torch.where(_per_sample(params[:, SOLARIZE] > 0), _solarize(x), x)
