@@ -5,6 +5,7 @@ import random
 import re
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import torchvision.transforms.v2.functional as TF
 from jsonargparse import ArgumentParser
@@ -187,3 +188,36 @@ def test_decoded_cache_serves_the_views_at_their_source_side(tree, tmp_path):
     assert same(batches, list(again.train_dataloader()))  # reused cache, same seeded views
     crop_flip = datamodule(tree, None, decoded_cache=True, cache_dir=str(tmp_path / "cache"))  # 1.25x too: the same cache
     assert crop_flip.datasets["train"].folder == dm.datasets["train"].folder
+
+
+class ViewShapes(pl.LightningModule):
+    """Records what training_step and validation_step receive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen: dict[str, list] = {"train": [], "val": []}
+
+    def training_step(self, batch, batch_idx):
+        views, labels = batch
+        self.seen["train"].append(([tuple(view.shape) for view in views], views[0].dtype, tuple(labels.shape)))
+        return self.weight * sum(view.mean() for view in views)
+
+    def validation_step(self, batch, batch_idx):
+        images, labels = batch
+        self.seen["val"].append((tuple(images.shape), images.dtype))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_a_trainer_gets_float_views_in_training_and_single_images_in_validation(tree, tmp_path, on_device):
+    dm = ImageFolderDataModule(root=str(tree), image_size=16, batch_size=4, num_workers=0,
+                               views=MultiView(local_crops=2, local_size=8, color_on_device=on_device))
+    model = ViewShapes()
+    trainer = pl.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert model.seen["train"] == [([(4, 3, 16, 16)] * 2 + [(4, 3, 8, 8)] * 2, torch.float32, (4,))] * 2
+    assert model.seen["val"] and all(seen == ((4, 3, 16, 16), torch.float32) for seen in model.seen["val"])
