@@ -58,9 +58,11 @@ def test_image_pretraining_quick_and_its_table_rebuilt_from_the_log(tmp_path):
 
 
 def test_image_pipeline_quick(tmp_path):
-    result = run_quick(tmp_path, "image_pipeline.py", "--sizes", "16", "--workers", "1", timeout=300)
+    result = run_quick(tmp_path, "image_pipeline.py", "--sizes", "16", "--views-size", "16", "--workers", "1", timeout=300)
     rows = table(result.stdout)
-    for pipeline in ("torchvision ImageFolder (baseline) | ", "ptft (decode) | ", "ptft (decoded cache) | "):
+    for pipeline in ("torchvision ImageFolder (baseline) | ", "ptft (decode) | ", "ptft (decoded cache) | ",
+                     "2 SimCLR views: torchvision v2 on PIL (baseline) | ", "2 SimCLR views: ptft, colour in workers | ",
+                     "2 SimCLR views: ptft, colour on device | "):
         assert any(f"| 16 | {pipeline}" in row for row in rows), result.stdout
     assert not (tmp_path / "data" / "imagenette" / ".ptft_cache").exists()  # its cache goes to a temporary folder
 

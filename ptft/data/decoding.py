@@ -169,14 +169,17 @@ class CropResize:
     :data:`CROP_RATIO`, sampled as torchvision's ``RandomResizedCrop`` does) and a random horizontal
     flip (for fine-tuning); ``flip``: the central square and a random flip (autoencoder
     pretraining, linear probes); ``none``: the central square (evaluation). Randomness comes from
-    Python's ``random``, which the DataLoader seeds per worker.
+    Python's ``random``, which the DataLoader seeds per worker. ``scale`` (the crops' area fraction)
+    and ``flip`` (the flip probability) are for multi-view crops (:mod:`ptft.data.views`).
     """
 
-    def __init__(self, preset: AugmentPreset, size: int) -> None:
+    def __init__(self, preset: AugmentPreset, size: int, scale: tuple[float, float] = CROP_SCALE, flip: float = 0.5) -> None:
         if preset not in ("crop_flip", "flip", "none"):
             raise ConfigError(f"data.train_augment must be one of 'crop_flip', 'flip', 'none', got {preset!r}")
         self.preset = preset
         self.size = size
+        self.scale = scale
+        self.flip = flip
 
     def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """(top, left, crop height, crop width)."""
@@ -184,7 +187,7 @@ class CropResize:
             area = height * width
             log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
             for _ in range(10):
-                target = area * random.uniform(*CROP_SCALE)
+                target = area * random.uniform(*self.scale)
                 ratio = math.exp(random.uniform(*log_ratio))
                 w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
                 if 0 < w <= width and 0 < h <= height:
@@ -202,7 +205,7 @@ class CropResize:
             # output layout itself, often NCHW, and transposing 3-channel uint8 costs as much as the resize)
             out = torch.empty((1, self.size, self.size, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
             image = torch.ops.aten._upsample_bilinear2d_aa.out(image[None], [self.size, self.size], False, None, None, out=out)[0]
-        if self.preset != "none" and random.random() < 0.5:
+        if self.preset != "none" and random.random() < self.flip:
             image = image.flip(-1)
         return image
 
@@ -211,12 +214,17 @@ def collate_images(samples: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tenso
     """``(uint8 image, label)`` pairs -> a ``(B, 3, H, W)`` uint8 batch in channels-last memory
     (``torch.channels_last``, what the device-side float conversion and the convnets want) and
     int64 labels. In a DataLoader worker the batch is written straight into shared memory."""
-    images = [image.permute(1, 2, 0) for image, _ in samples]
+    return stack_images([image for image, _ in samples]), torch.tensor([label for _, label in samples])
+
+
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """uint8 ``(3, H, W)`` images -> a ``(B, 3, H, W)`` batch in channels-last memory, in shared
+    memory when called in a DataLoader worker."""
+    pixels = [image.permute(1, 2, 0) for image in images]
     out = None
     if get_worker_info() is not None:  # as default_collate does: no copy when the batch crosses to the main process
-        out = torch.empty((len(images), *images[0].shape), dtype=torch.uint8).share_memory_()
-    batch = torch.stack(images, out=out).permute(0, 3, 1, 2)
-    return batch, torch.tensor([label for _, label in samples])
+        out = torch.empty((len(pixels), *pixels[0].shape), dtype=images[0].dtype).share_memory_()
+    return torch.stack(pixels, out=out).permute(0, 3, 1, 2)
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ is one antialiased resize on uint8 pixels, and images stay uint8 until they reac
 ``on_after_batch_transfer`` turns them into float images in [-1, 1] (channels_last). With
 ``decoded_cache=true`` the images are decoded once, a little above the target size, into a uint8
 memmap that every later epoch and every DDP rank reads (see :mod:`ptft.data.decoded_cache`);
-augmentations still run per epoch on it.
+augmentations still run per epoch on it. With ``views`` (:class:`ptft.data.MultiView`) the train
+split yields several augmented views per image for joint-embedding SSL (:mod:`ptft.data.views`).
 
 Hostile inputs (zero-byte files, symlink loops, symlinks out of their class folder, text with an
 image extension, truncated files, decompression bombs, class folders without images) stop the run
@@ -34,6 +35,7 @@ from ptft.data.paths import resolve_data_path
 from ptft.data.spec import DataSpec
 from ptft.data.loaders import evaluation_loader
 from ptft.data.resumable import resumable_loader
+from ptft.data.views import ImageViews, MultiView, ViewCollate, views_to_float
 from ptft.errors import ConfigError, CorruptImageError, MissingPathError
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
             Costs about ``N * side^2 * 3`` bytes of disk (Imagenette train at 64 px, ``crop_flip``: ~0.18 GB).
         cache_dir: folder for decoded caches; default ``<root>/.ptft_cache`` when ``root`` is
             writable, else ``$XDG_CACHE_HOME/ptft`` (``~/.cache/ptft``).
+        views: multi-view crops and colour augmentations of the train split for joint-embedding SSL
+            (:class:`ptft.data.MultiView`; replaces ``train_augment`` there): train batches become
+            ``(views, labels)``, a list of float views, globals first; ``spec.views`` is
+            ``(global_crops, local_crops)``. The decoded cache, when on, holds the train split at the
+            views' source side.
     """
 
     def __init__(
@@ -122,6 +129,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         skip_corrupt: bool = False,
         decoded_cache: bool = False,
         cache_dir: str | None = None,
+        views: MultiView | None = None,
     ) -> None:
         super().__init__()
         if not 0 < label_fraction <= 1:
@@ -132,6 +140,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 f"got {image_size}, {batch_size}, {num_workers}"
             )
         CropResize(train_augment, image_size)  # validates the preset name
+        if views is not None and not isinstance(views, MultiView):
+            raise ConfigError(f"data.views must be a ptft.data.MultiView (or null), got {type(views).__name__}")
+        view_sizes = views.sizes(image_size) if views is not None else None  # refuses local crops above the global size
         self.root = resolve_data_path(root)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.image_size = image_size
@@ -140,9 +151,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.train_augment = train_augment
         self.skip_corrupt = skip_corrupt
         self.decoded_cache = decoded_cache
+        self.views = views
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else dcache.default_cache_root(self.root)
         self.classes = self._check_class_folders()
-        self.spec = DataSpec("image", num_classes=len(self.classes), label_names=self.classes, image_size=image_size)
+        self.spec = DataSpec("image", num_classes=len(self.classes), label_names=self.classes, image_size=image_size,
+                             views=views.counts if views is not None else None, view_sizes=view_sizes)
         # Scanned now, so that bad trees fail before a trainer or logger writes anything.
         self.skipped_files: list[str] = []
         self.samples = {stage: self._samples(stage) for stage, split in self.splits.items() if split is not None}
@@ -231,15 +244,21 @@ class ImageFolderDataModule(pl.LightningDataModule):
         if not self.decoded_cache:
             return
         for split in self.samples:
-            side = source_side(self._preset(split), self.image_size)
+            side = self._views_side() if split == "train" and self.views is not None else source_side(self._preset(split), self.image_size)
             dcache.build(self._cache_folder(split, side), self.samples[split], side, self.num_workers)
 
     def _preset(self, split: str) -> AugmentPreset:
         return self.train_augment if split == "train" else "none"
 
-    def _dataset(self, split: str, preset: AugmentPreset, build_cache: bool) -> Dataset:
-        side = source_side(preset, self.image_size)
-        transform = CropResize(preset, self.image_size)
+    def _views_side(self) -> int:
+        assert self.views is not None
+        return self.views.source_side(self.image_size)
+
+    def _dataset(self, split: str, preset: AugmentPreset, build_cache: bool, multiview: bool = False) -> Dataset:
+        if multiview:
+            side, transform = self._views_side(), ImageViews(self.views, self.image_size)
+        else:
+            side, transform = source_side(preset, self.image_size), CropResize(preset, self.image_size)
         if self.decoded_cache:
             folder = self._cache_folder(split, side)
             if build_cache:  # without a Trainer nobody called prepare_data
@@ -250,11 +269,13 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         for split in self._wanted(stage):
-            self.datasets[split] = self._dataset(split, self._preset(split), build_cache=True)
+            self.datasets[split] = self._dataset(split, self._preset(split), build_cache=True,
+                                                 multiview=split == "train" and self.views is not None)
 
     def train_dataloader(self) -> DataLoader:
         # Resumes mid-epoch with the same order and augmentations (ptft/data/resumable.py).
-        return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer, collate_fn=collate_images)
+        collate = ViewCollate(self.views) if self.views is not None else collate_images
+        return resumable_loader(self.datasets["train"], self.batch_size, self.num_workers, self.trainer, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:
         return evaluation_loader(self.datasets["val"], self.batch_size, self.num_workers, collate_images)
@@ -274,5 +295,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return evaluation_loader(dataset, self.batch_size, self.num_workers, collate_images, sampler, persistent_workers=False)  # built per use
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 -> float in [-1, 1] on the device; a multi-view train batch (a list of views,
+        perhaps with colour parameters) also gets its colour operations here with ``color_on_device``."""
+        if isinstance(batch[0], (list, tuple)):
+            return views_to_float(batch, self.views)
         images, labels = batch
         return images_to_float(images), labels

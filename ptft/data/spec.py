@@ -27,6 +27,11 @@ class DataSpec:
         max_length: longest token sequence a batch holds (text; a seq2seq model's source).
         max_target_length: longest target token sequence a batch holds (seq2seq text).
         audio: how speech waveforms become log-mel frames (saved in checkpoints and exports).
+        views: the view layout of multi-view train batches, ``(global views, local views)``
+            (``data.views``, :class:`ptft.data.MultiView`): a train batch is then ``(views, labels)``
+            with ``views`` a list of the global views, then the local ones. None: single-view
+            ``(images, labels)`` batches. Validation, test and feature batches are always single-view.
+        view_sizes: ``(global side, local side)`` of multi-view batches (None when single-view).
     """
 
     input_kind: str
@@ -37,3 +42,5 @@ class DataSpec:
     max_length: int | None = None
     max_target_length: int | None = None
     audio: LogMelSettings | None = None
+    views: tuple[int, int] | None = None
+    view_sizes: tuple[int, int] | None = None
