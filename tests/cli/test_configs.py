@@ -16,14 +16,6 @@ STACKS = {
 }
 
 
-def needs_missing_multiview(*configs) -> bool:
-    """A config whose data has ``views`` (ptft.data.MultiView) while this checkout has no MultiView yet."""
-    import ptft.data
-
-    views = any("views" in ((yaml.safe_load(c.read_text()) or {}).get("data") or {}).get("init_args", {}) for c in configs)
-    return views and not hasattr(ptft.data, "MultiView")
-
-
 def print_config(capsys, *configs):
     args = ["fit"] + [a for c in configs for a in ("-c", str(c))] + ["--print_config"]
     with pytest.raises(SystemExit) as exit_info:
@@ -34,8 +26,6 @@ def print_config(capsys, *configs):
 
 @pytest.mark.parametrize("name", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if p.parent.name != "sweeps"))
 def test_every_config_parses(name, capsys):
-    if needs_missing_multiview(*STACKS.get(name, []), CONFIGS / name):
-        pytest.skip("data.views needs ptft.data.MultiView, which this checkout does not have yet")
     config = print_config(capsys, *STACKS.get(name, []), CONFIGS / name)
     assert config["model"]["class_path"].startswith("ptft.tasks.")
     assert config["data"]["class_path"].startswith("ptft.data.")
@@ -83,20 +73,10 @@ def test_the_shared_options_are_declared_once_and_listed_for_every_task(task, ca
     assert ("--model.layer_decay " in listed) == (task == "ptft.tasks.Classification")  # FineTuningTask's, through Classification's **kwargs
 
 
-@pytest.mark.parametrize("configs", [["simclr_imagenette.yaml"], ["byol_imagenette.yaml"], ["dino_imagenette.yaml"],
-                                     ["simclr_imagenette.yaml", "joint_embedding_vit.yaml"]])
-def test_joint_embedding_configs_parse_apart_from_their_views(configs, tmp_path, capsys):
-    """The model and trainer sections of the SimCLR/BYOL/DINO configs parse even before ptft.data.MultiView
-    exists (data.views is left out here; test_every_config_parses covers it once MultiView is there)."""
-    paths = []
-    for name in configs:
-        config = yaml.safe_load((CONFIGS / "pretrain" / name).read_text())
-        (config.get("data") or {}).get("init_args", {}).pop("views", None)
-        paths.append(tmp_path / name)
-        paths[-1].write_text(yaml.safe_dump(config))
-    config = print_config(capsys, *paths)
-    assert config["model"]["class_path"].startswith("ptft.tasks.")
-    if "joint_embedding_vit.yaml" in configs:
-        assert config["model"]["init_args"]["backbone"]["class_path"] == "ptft.backbones.ViT"
-        assert config["model"]["init_args"]["optimizer"]["class_path"] == "torch.optim.AdamW"
-        assert "momentum" not in config["model"]["init_args"]["optimizer"]["init_args"]
+@pytest.mark.parametrize("method", ["simclr", "byol", "dino"])
+def test_the_vit_overlay_swaps_the_backbone_and_optimizer_of_each_joint_embedding_config(method, capsys):
+    config = print_config(capsys, CONFIGS / f"pretrain/{method}_imagenette.yaml", CONFIGS / "pretrain/joint_embedding_vit.yaml")
+    assert config["model"]["init_args"]["backbone"]["class_path"] == "ptft.backbones.ViT"
+    assert config["model"]["init_args"]["optimizer"]["class_path"] == "torch.optim.AdamW"
+    assert "momentum" not in config["model"]["init_args"]["optimizer"]["init_args"]
+    assert config["data"]["init_args"]["views"]["init_args"]["global_crops"] == 2
