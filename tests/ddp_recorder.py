@@ -21,8 +21,10 @@ class RecordRank(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
         if batch_idx == 0:
-            # (images, labels), or LM examples of block_size + 1 tokens, whose first block_size the model reads
+            # (images, labels), (views, labels) of multi-view data, or LM examples of block_size + 1 tokens,
+            # whose first block_size the model reads
             inputs = batch[0] if isinstance(batch, (list, tuple)) else batch[:, :-1]
+            inputs = inputs[0] if isinstance(inputs, list) else inputs
             with trainer.precision_plugin.forward_context():
                 self.output_dtype = str(pl_module.backbone(inputs).dtype)
 

@@ -56,7 +56,13 @@ def test_ddp_unfreezing_needs_find_unused_parameters(tmp_path):
     assert_ranks_agree(records)
 
 
-@pytest.mark.parametrize("config", ["pretrain/autoencoder_imagenette.yaml", "finetune/imagenette_full.yaml"])
+def test_ddp_simclr_gathers_negatives_across_ranks_and_keeps_them_in_step(tmp_path):
+    _, records = ddp_run(tmp_path, "simclr", "pretrain/simclr_imagenette.yaml", "--model.backbone=ptft.backbones.DCGANEncoder",
+                         "--model.projection_hidden_dim=32", "--model.projection_dim=16", "--model.gather_negatives=true")
+    assert_ranks_agree(records)
+
+
+@pytest.mark.parametrize("config", ["pretrain/autoencoder_imagenette.yaml", "finetune/imagenette_full.yaml", "pretrain/simclr_imagenette.yaml"])
 def test_bf16_mixed_on_cpu(tmp_path, config):
     tree = make_image_tree(tmp_path / "tree", per_class=4)
     recorder = json.dumps({"class_path": "ddp_recorder.RecordRank", "init_args": {"out_dir": str(tmp_path / "record")}})

@@ -23,6 +23,9 @@ TINY = {  # the shipped config at the smallest size; each exercises a random str
             "--model.decoder_width=32", "--model.decoder_depth=1", "--model.decoder_heads=2", "--model.num_grid_images=0"],
     "mlm": ["pretrain/mlm_wikitext2.yaml", *tiny_text_model(), "--data.vocab_size=512", "--data.block_size=32"],  # masks + dropout
     "bart": ["pretrain/bart_wikitext2.yaml", *tiny_seq2seq_model(), "--data.vocab_size=512", "--data.block_size=32"],  # corruption + dropout
+    "dino": ["pretrain/dino_imagenette.yaml", "--model.backbone=ptft.backbones.DCGANEncoder", "--model.backbone.init_args.base_width=8",
+             "--model.backbone.init_args.num_layers=2", "--model.out_dim=32", "--model.hidden_dim=32", "--model.bottleneck_dim=16",
+             "--data.views.init_args.local_crops=2", "--data.views.init_args.local_size=8"],  # per-view crops, colours + EMA teacher
     "seq2seq": ["finetune/multi30k_en_de.yaml", *tiny_seq2seq_model(), "--data.vocab_size=512", "--data.max_source_length=32",
                 "--data.max_target_length=32", "--model.generate_val_batches=1"],  # length-bucketed batches + dropout
 }
@@ -57,7 +60,7 @@ def tree(tmp_path):
 
 
 # (checkpoint every N steps, SIGKILL at the start of the batch after K steps): the GAN makes 2 optimizer steps per batch
-SCHEDULE = {"autoencoder": (3, 4), "gan": (4, 6), "mae": (3, 4), "mlm": (3, 4), "bart": (3, 4), "seq2seq": (3, 4)}
+SCHEDULE = {"autoencoder": (3, 4), "gan": (4, 6), "mae": (3, 4), "mlm": (3, 4), "bart": (3, 4), "dino": (3, 4), "seq2seq": (3, 4)}
 
 
 def loader_state(checkpoint):
