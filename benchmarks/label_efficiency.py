@@ -29,7 +29,7 @@ from results import report, rows_from_logs  # noqa: E402
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
 from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
 
-METHODS = ["autoencoder", "denoising_autoencoder", "mae", "gan"]
+METHODS = ["autoencoder", "denoising_autoencoder", "mae", "gan", "simclr", "byol", "dino"]
 
 
 def evaluations(name: str, fractions: list[float], epochs: int, common: list[str]) -> dict:
