@@ -113,12 +113,13 @@ def test_throughput_quick_compiled(tmp_path):
 
 
 def test_label_efficiency_quick_and_its_table_rebuilt_from_the_log(tmp_path):
-    args = ["--methods", "autoencoder", "denoising_autoencoder", "--fractions", "0.5"]  # one fraction keeps it short
+    args = ["--methods", "autoencoder", "denoising_autoencoder", "simclr", "--fractions", "0.5"]  # one fraction keeps it short
     result = run_quick(tmp_path, "label_efficiency.py", *args, f"--out={tmp_path / 'run'}")
     rows = table(result.stdout)
     assert rows[0].startswith("| backbone from |") and rows[0].endswith("| probe 50% | fine-tune 50% |")
-    # the two autoencoders share a backbone spec: its random init is evaluated once
-    assert [row.split(" | ")[0] for row in rows[2:]] == ["| autoencoder", "| random init (DCGANEncoder as autoencoder)", "| denoising_autoencoder"]
+    # the autoencoders and SimCLR share a backbone spec: its random init is evaluated once
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| autoencoder", "| random init (DCGANEncoder as autoencoder)", "| denoising_autoencoder",
+                                                          "| simclr"]
     assert (tmp_path / "run/label_efficiency.png").stat().st_size > 0
     (tmp_path / "run.log").write_text(result.stdout)
     rebuilt = run_quick(tmp_path, "label_efficiency.py", "--fractions", "0.5", f"--report-from={tmp_path / 'run.log'}", f"--out={tmp_path / 'run2'}",
