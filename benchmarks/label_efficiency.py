@@ -8,7 +8,8 @@ number of epochs on a stratified ``label_fraction`` of the train labels (``Image
 scored on the whole val split. Random init: each distinct backbone (same architecture, same seed)
 gets the same evaluations once (ptft.evaluation.pretrain_then_evaluate).
 Prints a table, writes the "label_efficiency" section of benchmarks/RESULTS.md and a plot
-(benchmarks/label_efficiency.png; with --quick, into --out).
+(benchmarks/label_efficiency.png; with --quick, into --out). A run of only some of the methods
+writes a section and plot of its own (``label_efficiency-simclr-byol``).
 
     python benchmarks/label_efficiency.py [--steps 300] [--epochs 2] [--fractions 0.1 1.0] [--methods ...] [--quick]
 """
@@ -89,6 +90,8 @@ def summarise(rows: dict, options: argparse.Namespace, steps: int, epochs: int) 
     """Print the table, write it into RESULTS.md (unless quick) and draw the plot."""
     fractions = options.fractions
     columns = [(kind, f) for kind in ("probe", "finetune") for f in fractions]
+    # a run of some of the methods gets a section and plot of its own, next to the full table's
+    section = "label_efficiency" + ("" if options.methods == METHODS else "-" + "-".join(options.methods))
     lines = [
         "## Label efficiency on Imagenette: linear probe and fine-tune with 10% / 100% of the labels",
         "",
@@ -97,10 +100,12 @@ def summarise(rows: dict, options: argparse.Namespace, steps: int, epochs: int) 
         "",
         f"Equal CPU budget: every method pretrains on {steps} batches of 128 images at 32 px (the GAN: {steps} discriminator + "
         f"{steps} generator steps), the arguments of benchmarks/image_pretraining.py (MAE: ViT patch 4, depth 4, width 96; "
-        "autoencoders and GAN: DCGAN encoder width 32, the GAN's without normalisation like its discriminator). Each export, and a random initialisation of each distinct backbone "
+        "autoencoders, GAN, SimCLR, BYOL and DINO: DCGAN encoder width 32, the GAN's without normalisation like its discriminator; "
+        "the joint-embedding methods' views at 32 px, DINO's 6 local crops at 16 px). Each export, and a random initialisation of each distinct backbone "
         f"(same seed), gets a linear probe (imagenette_linear_probe.yaml) and full fine-tuning (ViT: imagenette_from_mae.yaml; "
         f"conv: imagenette_full.yaml), {epochs} epoch(s) each on a stratified fraction of the train labels (so 10% of the labels "
-        "also means 10% of the fine-tuning steps); images come from the decoded-image cache (`data.decoded_cache`). Imagenette val accuracy (3,925 images); plot: benchmarks/label_efficiency.png."
+        "also means 10% of the fine-tuning steps); images come from the decoded-image cache (`data.decoded_cache`). Imagenette val accuracy (3,925 images); "
+        f"plot: benchmarks/{section}.png."
         + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""),
         "",
         "| backbone from | architecture | pretrain (s) | " + " | ".join(f"{kind.replace('finetune', 'fine-tune')} {f:.0%}" for kind, f in columns) + " |",
@@ -116,8 +121,8 @@ def summarise(rows: dict, options: argparse.Namespace, steps: int, epochs: int) 
             curves[label] = accs
             seconds = f"{row['pretrain']['seconds']:.0f}" if source == "pretrained" else ""
             lines.append(f"| {label} | {arch} | {seconds} | " + " | ".join(f"{a:.1%}" for a in accs) + " |")
-    report("label_efficiency", "\n".join(lines), options.quick)
-    plot(curves, fractions, ROOT / "benchmarks/label_efficiency.png" if not options.quick else Path(options.out) / "label_efficiency.png")
+    report(section, "\n".join(lines), options.quick)
+    plot(curves, fractions, ROOT / f"benchmarks/{section}.png" if not options.quick else Path(options.out) / f"{section}.png")
 
 
 def plot(curves: dict[str, list[float]], fractions: list[float], path: Path) -> None:
