@@ -72,9 +72,12 @@ class JointEmbeddingTask(PtftTask):
         schedule spans; a ConfigError when the run has no set length."""
         steps = float(self.trainer.estimated_stepping_batches)
         if math.isinf(steps) or steps < 1:
-            raise ConfigError(f"{type(self).__name__}: the momentum schedule spans the run, which has no set length: "
-                              "set trainer.max_steps or trainer.max_epochs")
+            raise self.no_run_length()
         return steps
+
+    def no_run_length(self) -> ConfigError:
+        return ConfigError(f"{type(self).__name__}: the momentum schedule spans the run, which has no set length: "
+                           "set trainer.max_steps or trainer.max_epochs")
 
     def on_train_start(self) -> None:
         if self.momentum_schedule:
@@ -83,8 +86,7 @@ class JointEmbeddingTask(PtftTask):
     def check_schedule(self, run_steps: float) -> None:
         super().check_schedule(run_steps)
         if self.momentum_schedule and math.isinf(run_steps):
-            raise ConfigError(f"{type(self).__name__}: the momentum schedule spans the run, which has no set length: "
-                              "set trainer.max_steps or trainer.max_epochs")
+            raise self.no_run_length()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, _ = batch
