@@ -9,7 +9,7 @@ scored on the whole val split. Random init: each distinct backbone (same archite
 gets the same evaluations once (ptft.evaluation.pretrain_then_evaluate).
 Prints a table, writes the "label_efficiency" section of benchmarks/RESULTS.md and a plot
 (benchmarks/label_efficiency.png; with --quick, into --out). A run of only some of the methods
-writes a section and plot of its own (``label_efficiency-simclr-byol``).
+writes a section and plot of its own (``label_efficiency-simclr-byol``), as does a seed other than 0.
 
     python benchmarks/label_efficiency.py [--steps 300] [--epochs 2] [--fractions 0.1 1.0] [--methods ...] [--quick]
 """
@@ -91,12 +91,13 @@ def summarise(rows: dict, options: argparse.Namespace, steps: int, epochs: int) 
     fractions = options.fractions
     columns = [(kind, f) for kind in ("probe", "finetune") for f in fractions]
     # a run of some of the methods gets a section and plot of its own, next to the full table's
-    section = "label_efficiency" + ("" if options.methods == METHODS else "-" + "-".join(options.methods))
+    section = ("label_efficiency" + ("" if options.methods == METHODS else "-" + "-".join(options.methods))
+               + (f"-seed{options.seed}" if options.seed else ""))
     lines = [
         "## Label efficiency on Imagenette: linear probe and fine-tune with 10% / 100% of the labels",
         "",
         f"`python benchmarks/label_efficiency.py --methods {' '.join(options.methods)} --steps {steps} --epochs {epochs} "
-        f"--fractions {' '.join(f'{f:g}' for f in fractions)}{' --quick' if options.quick else ''}`",
+        f"--fractions {' '.join(f'{f:g}' for f in fractions)}{f' --seed {options.seed}' if options.seed else ''}{' --quick' if options.quick else ''}`",
         "",
         f"Equal CPU budget: every method pretrains on {steps} batches of 128 images at 32 px (the GAN: {steps} discriminator + "
         f"{steps} generator steps), the arguments of benchmarks/image_pretraining.py (MAE: ViT patch 4, depth 4, width 96; "
