@@ -27,8 +27,8 @@ from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 SMALL_VIT = {"image_size": 32, "patch_size": 4, "depth": 4, "width": 96, "heads": 3}
-OPTIMIZER_STEPS_PER_BATCH = {"gan": 2}
-JOINT_EMBEDDING = ("simclr", "byol", "dino")  # trainer.max_steps of a GAN counts discriminator and generator steps
+OPTIMIZER_STEPS_PER_BATCH = {"gan": 2}  # trainer.max_steps of a GAN counts discriminator and generator steps
+JOINT_EMBEDDING = ("simclr", "byol", "dino")
 
 
 def pretrain_steps(name: str, batches: int) -> str:
@@ -51,11 +51,8 @@ def method_args(name: str) -> tuple[list[str], str, list[str]]:
     if name == "gan":  # the discriminator trunk at the autoencoders' width and batch; max_steps: see OPTIMIZER_STEPS_PER_BATCH
         return ([*pretrain("gan_imagenette.yaml"), "--model.backbone.init_args.base_width=32", "--model.generator_width=32", "--data.batch_size=128"],
                 "imagenette_full.yaml", [])
-    if name in JOINT_EMBEDDING:  # the autoencoders' DCGAN encoder (width 32), batch 128 (SGD lr 0.06 x batch / 128)
-        views = ["--data.views.init_args.local_size=16"] if name == "dino" else []  # 32 px globals, 16 px locals
-        return ([*pretrain(f"{name}_imagenette.yaml"), "--model.backbone=ptft.backbones.DCGANEncoder", "--model.backbone.init_args.base_width=32",
-                 "--data.batch_size=128", *views, *(["--model.optimizer.init_args.lr=0.06"] if name in ("simclr", "byol") else [])],
-                "imagenette_full.yaml", [])
+    if name in JOINT_EMBEDDING:  # the demo's setting: the autoencoders' DCGAN encoder (width 32), batch 128, 32 px
+        return pretrain(f"{name}_imagenette.yaml", "joint_embedding_cpu.yaml"), "imagenette_full.yaml", []
     raise SystemExit(f"unknown method {name!r}")
 
 

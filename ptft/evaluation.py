@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+import pytorch_lightning as pl
 import wandb
 
 from ptft.callbacks.progress import StageProgress, format_duration
@@ -37,17 +38,27 @@ def new_run_dir(parent: str | Path) -> Path:
             continue
 
 
+def label_subset(fraction: float, full_epochs: int) -> list[str]:
+    """``ptft fit`` args that train on a stratified ``fraction`` of the train labels for about as many
+    optimizer steps as ``full_epochs`` epochs of all of them (``full_epochs / fraction`` epochs), and
+    validate once, at the end. Every label fraction gets the same number of steps, so a probe on 10% of
+    the labels is trained as far as one on all of them instead of stopping ten times earlier."""
+    epochs = max(1, round(full_epochs / fraction))
+    return [f"--data.label_fraction={fraction:g}", f"--trainer.max_epochs={epochs}", f"--trainer.check_val_every_n_epoch={epochs}"]
+
+
 def say(line: str) -> None:
     """A progress line of the comparison, on stderr (stdout keeps the results)."""
     print(line, file=sys.stderr, flush=True)
 
 
-def fit(args: list[str], test: bool = False, stage: str = "fit", progress_every: float = 15.0) -> dict[str, Any]:
+def fit(args: list[str], test: bool = False, stage: str = "fit", progress_every: float = 15.0,
+        callbacks: tuple[pl.Callback, ...] = ()) -> dict[str, Any]:
     """Run ``ptft fit`` in this process (then the test split with the final weights, with ``test``):
     final metrics, seconds (of the fit), last checkpoint and steps. Training prints progress lines
-    named ``stage`` every ``progress_every`` seconds."""
+    named ``stage`` every ``progress_every`` seconds; ``callbacks`` join the config's."""
     start = time.perf_counter()
-    cli = run_cli(["fit", *args], callbacks=[StageProgress(stage, every_n_seconds=progress_every)])
+    cli = run_cli(["fit", *args], callbacks=[StageProgress(stage, every_n_seconds=progress_every), *callbacks])
     seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
     if test:

@@ -113,16 +113,21 @@ def test_throughput_quick_compiled(tmp_path):
 
 
 def test_label_efficiency_quick_and_its_table_rebuilt_from_the_log(tmp_path):
-    args = ["--methods", "autoencoder", "denoising_autoencoder", "simclr", "--fractions", "0.5"]  # one fraction keeps it short
+    args = ["--methods", "autoencoder", "simclr", "--minutes", "0.05", "--seeds", "0", "1", "--fractions", "0.5", "--seed-fractions", "0.5"]  # one fraction keeps it short
     result = run_quick(tmp_path, "label_efficiency.py", *args, f"--out={tmp_path / 'run'}")
     rows = table(result.stdout)
-    assert rows[0].startswith("| backbone from |") and rows[0].endswith("| probe 50% | fine-tune 50% |")
-    # the autoencoders and SimCLR share a backbone spec: its random init is evaluated once
-    assert [row.split(" | ")[0] for row in rows[2:]] == ["| autoencoder", "| random init (DCGANEncoder as autoencoder)", "| denoising_autoencoder",
-                                                          "| simclr"]
-    assert (tmp_path / "run/label_efficiency-autoencoder-denoising_autoencoder-simclr.png").stat().st_size > 0  # a subset: its own plot
+    assert rows[0] == "| backbone from | architecture | pretrain batches | pretrain (s) | probe 50% | kNN 50% | fine-tune 50% |"
+    # the autoencoder and SimCLR share a backbone spec: its random init is evaluated once per seed
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| autoencoder", "| random init (DCGANEncoder as autoencoder)", "| simclr"]
+    for row in rows[2:]:  # two seeds: mean ± std in points, each a percentage
+        cells = row.strip("| ").split(" | ")[4:]
+        assert len(cells) == 3 and all(0 <= float(c.split(" ± ")[0]) <= 100 and float(c.split(" ± ")[1]) >= 0 for c in cells), row
+    batches = int(rows[2].split(" | ")[2])  # from a timed run of the method: 3 seconds at its measured rate
+    assert batches >= 1 and "the same wall-clock time, 0.05 min of training steps" in result.stdout
+    assert "Seeds 0, 1 for the 50% columns" in result.stdout
+    assert (tmp_path / "run/label_efficiency-autoencoder-simclr.png").stat().st_size > 0  # a subset: its own plot
     (tmp_path / "run.log").write_text(result.stdout)
-    rebuilt = run_quick(tmp_path, "label_efficiency.py", "--fractions", "0.5", f"--report-from={tmp_path / 'run.log'}", f"--out={tmp_path / 'run2'}",
+    rebuilt = run_quick(tmp_path, "label_efficiency.py", *args, f"--report-from={tmp_path / 'run.log'}", f"--out={tmp_path / 'run2'}",
                         timeout=120)
     assert table(rebuilt.stdout) == table(result.stdout)
 

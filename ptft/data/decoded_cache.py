@@ -34,8 +34,9 @@ FORMAT_VERSION = 1
 
 def default_cache_root(data_root: Path) -> Path:
     """``<data root>/.ptft_cache`` when the data folder is writable, else ``$XDG_CACHE_HOME/ptft``
-    (``~/.cache/ptft``)."""
-    if os.access(data_root, os.W_OK):
+    (``~/.cache/ptft``). A folder without write permission bits counts as read-only even for root,
+    who could write into it: a data set shared read-only stays untouched."""
+    if os.access(data_root, os.W_OK) and data_root.stat().st_mode & 0o222:
         return data_root / ".ptft_cache"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ptft"
 

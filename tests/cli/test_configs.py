@@ -13,6 +13,7 @@ STACKS = {
     # a speech encoder YAML replaces the backbone of a speech config it is stacked after
     **{f"speech/{p.name}": [CONFIGS / "pretrain/speech_bestrq_fillets.yaml"] for p in (CONFIGS / "speech").glob("*.yaml")},
     "pretrain/joint_embedding_vit.yaml": [CONFIGS / "pretrain/dino_imagenette.yaml"],  # the ViT overlay of SimCLR/BYOL/DINO
+    "pretrain/joint_embedding_cpu.yaml": [CONFIGS / "pretrain/simclr_imagenette.yaml"],  # the demo's CPU overlay of them
 }
 
 
@@ -80,3 +81,14 @@ def test_the_vit_overlay_swaps_the_backbone_and_optimizer_of_each_joint_embeddin
     assert config["model"]["init_args"]["optimizer"]["class_path"] == "torch.optim.AdamW"
     assert "momentum" not in config["model"]["init_args"]["optimizer"]["init_args"]
     assert config["data"]["init_args"]["views"]["init_args"]["global_crops"] == 2
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol", "dino"])
+def test_the_cpu_overlay_sizes_each_joint_embedding_config_for_the_demo(method, capsys):
+    config = print_config(capsys, CONFIGS / f"pretrain/{method}_imagenette.yaml", CONFIGS / "pretrain/joint_embedding_cpu.yaml")
+    model, data = config["model"]["init_args"], config["data"]["init_args"]
+    assert model["backbone"] == {"class_path": "ptft.backbones.DCGANEncoder", "init_args": {"in_channels": 3, "base_width": 32, "num_layers": 4,
+                                                                                            "max_width": 512, "norm": "batch", "dropout": 0.0}}
+    assert model["optimizer"]["class_path"] == "torch.optim.SGD" and model["optimizer"]["init_args"]["lr"] == 0.06  # 0.06 x batch / 128
+    assert (data["image_size"], data["batch_size"], data["decoded_cache"]) == (32, 128, True)
+    assert data["views"]["init_args"]["local_size"] == 16 and config["trainer"]["max_steps"] == 3000

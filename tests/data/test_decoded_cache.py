@@ -1,7 +1,5 @@
 """The opt-in decoded-image cache: built once, reused, keyed on the files, written atomically."""
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -79,6 +77,12 @@ def test_read_only_data_falls_back_to_the_user_cache_dir(square_tree, tmp_path, 
     assert dm.cache_root == tmp_path / "xdg" / "ptft"
     monkeypatch.undo()
     assert ImageFolderDataModule(root=str(square_tree), num_workers=0).cache_root == square_tree / ".ptft_cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    square_tree.chmod(0o555)  # no write bits: read-only data, also for root (who may still write into it)
+    try:
+        assert ImageFolderDataModule(root=str(square_tree), num_workers=0, decoded_cache=True).cache_root == tmp_path / "xdg" / "ptft"
+    finally:
+        square_tree.chmod(0o755)
 
 
 def test_workers_read_the_memmap_without_copying_it_into_each_process(square_tree, tmp_path):
