@@ -204,7 +204,7 @@ def plot(curves: dict[str, list[float]], kinds: list[str], fractions: list[float
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4), sharey=True)
+    figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4.8), sharey=True)
     n = len(fractions)
     for i, (ax, title) in enumerate(zip(axes, kinds)):
         for label, accs in curves.items():
@@ -216,8 +216,8 @@ def plot(curves: dict[str, list[float]], kinds: list[str], fractions: list[float
         ax.set_title(f"Imagenette, {title}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("val accuracy (%)")
-    axes[-1].legend(fontsize=8)
-    figure.tight_layout()
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=5, fontsize=8)  # below the panels, covering none
+    figure.tight_layout(rect=(0, 0.14, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     print(f"wrote {path}")
