@@ -17,6 +17,10 @@ def shown(values: torch.Tensor) -> str:
     return ", ".join(f"{v:g}" for v in values.tolist())
 
 
+def at(step: int, epoch: int) -> str:
+    return f"at step {step}, epoch {epoch}"
+
+
 class NonFiniteGuard(pl.Callback):
     """Checks the loss of every automatically optimised training step.
 
@@ -47,7 +51,7 @@ class NonFiniteGuard(pl.Callback):
         self.skipped_steps = 0
         self._buffers: dict[str, torch.Tensor] | None = None
         self._drop_update = self._restore_buffers = False
-        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, str] | None = None  # raise: the last loss not yet read
+        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, tuple[int, int]] | None = None  # raise: the last loss not yet read
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.policy == "skip" and pl_module.automatic_optimization:
@@ -56,14 +60,17 @@ class NonFiniteGuard(pl.Callback):
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         if not pl_module.automatic_optimization:
             return
-        values = pl_module.all_gather(loss.detach().float().reshape(1)).flatten()  # every rank's loss, on the device
-        where = f"at step {trainer.global_step}, epoch {trainer.current_epoch}"
+        values = loss.detach().float().reshape(1)
+        if trainer.world_size > 1:
+            values = pl_module.all_gather(values).flatten()  # every rank's loss, on the device
+        where = (trainer.global_step, trainer.current_epoch)
         if self.policy == "raise":
             self.check_pending()  # the previous step's loss: copied long ago, so reading it waits for nothing
-            host = torch.empty(values.shape, dtype=values.dtype, pin_memory=values.is_cuda)
-            host.copy_(values, non_blocking=True)
-            event = torch.cuda.Event() if values.is_cuda else None
-            if event is not None:
+            host, event = values, None  # on the CPU the loss is already on the host
+            if values.is_cuda:
+                host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+                host.copy_(values, non_blocking=True)
+                event = torch.cuda.Event()
                 event.record()
             self._pending = (host, event, where)
             return
@@ -71,7 +78,7 @@ class NonFiniteGuard(pl.Callback):
             return
         self.skipped_steps += 1
         self._drop_update = self._restore_buffers = True
-        rank_zero_warn(f"{self.loss_name} is not finite ({shown(values)}) {where}: step skipped ({self.skipped_steps} so far)")
+        rank_zero_warn(f"{self.loss_name} is not finite ({shown(values)}) {at(*where)}: step skipped ({self.skipped_steps} so far)")
 
     def check_pending(self) -> None:
         """Raise :class:`DivergenceError` if the last loss copied to the host was not finite."""
@@ -83,7 +90,7 @@ class NonFiniteGuard(pl.Callback):
             event.synchronize()
         if not torch.isfinite(host).all():
             raise DivergenceError(
-                f"{self.loss_name} is not finite ({shown(host)}) {where}: stopped; that step's update is never saved, so "
+                f"{self.loss_name} is not finite ({shown(host)}) {at(*where)}: stopped; that step's update is never saved, so "
                 "checkpoints hold the weights of the last finite step; try a lower learning rate, gradient clipping "
                 "(--trainer.gradient_clip_val) or --model.on_nonfinite=skip"
             )
