@@ -1,5 +1,7 @@
 """The opt-in decoded-image cache: built once, reused, keyed on the files, written atomically."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
