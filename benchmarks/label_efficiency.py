@@ -36,7 +36,7 @@ from image_pretraining import CONFIGS, method_args, pretrain_steps  # noqa: E402
 from results import report, rows_from_logs  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
-from ptft.evaluation import fit, label_subset, new_run_dir, pretrain_then_evaluate  # noqa: E402
+from ptft.evaluation import fit, label_fraction, label_subset, new_run_dir, positive_integer, positive_number, pretrain_then_evaluate  # noqa: E402
 
 METHODS = ["autoencoder", "denoising_autoencoder", "mae", "gan", "simclr", "byol", "dino"]
 KNN = json.dumps({"class_path": "ptft.callbacks.KNNMonitor", "init_args": {"every_n_epochs": 1}})
@@ -84,12 +84,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=None, help="equal wall-clock pretraining budget of every method")
-    budget.add_argument("--steps", type=int, default=300, help="pretraining batches of every method (batch 128), without --minutes")
-    parser.add_argument("--epochs", type=int, default=2, help="length of every probe and fine-tune, in epochs of all the labels")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="fractions of the train labels")
+    budget.add_argument("--minutes", type=positive_number, default=None, help="equal wall-clock pretraining budget of every method")
+    budget.add_argument("--steps", type=positive_integer, default=300, help="pretraining batches of every method (batch 128), without --minutes")
+    parser.add_argument("--epochs", type=positive_integer, default=2, help="length of every probe and fine-tune, in epochs of all the labels")
+    parser.add_argument("--fractions", type=label_fraction, nargs="+", default=[0.01, 0.1, 1.0], help="fractions of the train labels")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="the first runs every fraction, the others --seed-fractions")
-    parser.add_argument("--seed-fractions", type=float, nargs="+", default=[0.1], help="the fractions the seeds after the first repeat")
+    parser.add_argument("--seed-fractions", type=label_fraction, nargs="+", default=[0.1], help="the fractions the seeds after the first repeat")
     parser.add_argument("--probe-layers", type=int, nargs="+", default=None,
                         help="add a multi-layer probe of these backbone stages (model.probe_layers), each max-pooled to --probe-grid")
     parser.add_argument("--probe-grid", type=int, default=2)

@@ -8,6 +8,7 @@ the elapsed time and an ETA every 15 seconds (:class:`~ptft.callbacks.StageProgr
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import sys
@@ -38,11 +39,37 @@ def new_run_dir(parent: str | Path) -> Path:
             continue
 
 
+def label_fraction(text: str) -> float:
+    """argparse type of a fraction of the train labels: a number in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a fraction of the train labels must be in (0, 1], got {text}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """argparse type of a budget in minutes: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def positive_integer(text: str) -> int:
+    """argparse type of a budget in steps or epochs: an integer above 0."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer above 0, got {text}")
+    return value
+
+
 def label_subset(fraction: float, full_epochs: int) -> list[str]:
-    """``ptft fit`` args that train on a stratified ``fraction`` of the train labels for about as many
-    optimizer steps as ``full_epochs`` epochs of all of them (``full_epochs / fraction`` epochs), and
-    validate once, at the end. Every label fraction gets the same number of steps, so a probe on 10% of
-    the labels is trained as far as one on all of them instead of stopping ten times earlier."""
+    """``ptft fit`` args that train on a stratified ``fraction`` (in (0, 1]) of the train labels for
+    about as many optimizer steps as ``full_epochs`` epochs of all of them (``full_epochs / fraction``
+    epochs), and validate once, at the end. Every label fraction gets the same number of steps, so a
+    probe on 10% of the labels is trained as far as one on all of them instead of stopping ten times earlier."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"a fraction of the train labels must be in (0, 1], got {fraction}")
     epochs = max(1, round(full_epochs / fraction))
     return [f"--data.label_fraction={fraction:g}", f"--trainer.max_epochs={epochs}", f"--trainer.check_val_every_n_epoch={epochs}"]
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ptft.data.imagenette import find_or_download_imagenette
-from ptft.evaluation import label_subset, new_run_dir, pretrain_then_probe
+from ptft.evaluation import label_fraction, label_subset, new_run_dir, positive_integer, pretrain_then_probe
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CACHE = Path("runs/demo/decoded_cache")
@@ -25,11 +25,11 @@ PRETRAIN_CONFIGS = ("pretrain/simclr_imagenette.yaml", "pretrain/joint_embedding
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="default: the configs' trainer.max_steps")
+    parser.add_argument("--pretrain-steps", type=positive_integer, default=None, help="default: the configs' trainer.max_steps")
     parser.add_argument("--pretrain-config", nargs="+", default=[str(CONFIGS / c) for c in PRETRAIN_CONFIGS],
                         help="pretraining config files, applied in order")
-    parser.add_argument("--label-fraction", type=float, default=0.1, help="stratified fraction of the train labels the probes see")
-    parser.add_argument("--probe-epochs", type=int, default=2,
+    parser.add_argument("--label-fraction", type=label_fraction, default=0.1, help="stratified fraction of the train labels the probes see")
+    parser.add_argument("--probe-epochs", type=positive_integer, default=2,
                         help="probe length in epochs of all the labels: a fraction F trains N / F epochs, the same number of steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run folder (default runs/demo/<time>)")

@@ -26,12 +26,16 @@ class PoisonBatch(pl.Callback):
 
 
 class RecordLosses(pl.Callback):
-    """Appends ``{"step": global step before the update, "rank", losses...}`` lines to ``path``."""
+    """Appends ``{"step": global step before the update, "rank", losses...}`` lines to ``path``; needs
+    ``trainer.log_every_n_steps=1``, since ptft records per-step values only on the steps a logger writes."""
 
     KEYS = ("train/loss", "train/d_loss", "train/g_loss")
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+
+    def on_fit_start(self, trainer, pl_module):
+        assert trainer.log_every_n_steps == 1, "RecordLosses needs --trainer.log_every_n_steps=1"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_rank != 0:

@@ -132,6 +132,19 @@ def test_label_efficiency_quick_and_its_table_rebuilt_from_the_log(tmp_path):
     assert table(rebuilt.stdout) == table(result.stdout)
 
 
+@pytest.mark.parametrize("script, args, message", [
+    ("scripts/demo.py", ["--label-fraction", "0"], "argument --label-fraction: a fraction of the train labels must be in (0, 1], got 0"),
+    ("scripts/demo.py", ["--probe-epochs", "0"], "argument --probe-epochs: must be an integer above 0, got 0"),
+    ("benchmarks/label_efficiency.py", ["--fractions", "0.1", "1.5"], "argument --fractions: a fraction of the train labels must be in (0, 1], got 1.5"),
+    ("benchmarks/label_efficiency.py", ["--minutes", "0"], "argument --minutes: must be above 0, got 0"),
+])
+def test_a_bad_budget_or_label_fraction_is_refused_naming_the_flag(tmp_path, script, args, message):
+    result = subprocess.run([sys.executable, str(REPO / script), *args, f"--out={tmp_path / 'run'}"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(message), result.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
 def speech_data(tmp_path):
     """Generated tone "words" in the place of fillets-nl."""
     sys.path.insert(0, str(REPO / "tests" / "data"))

@@ -175,10 +175,12 @@ class PreemptionCheckpoint(pl.Callback):
 
     def _any_rank_noted_sigterm(self) -> bool:
         global _sigterm_noted
-        noted = torch.tensor([int(_sigterm_noted)])
+        noted = _sigterm_noted
         if self._group is not None:
-            dist.all_reduce(noted, op=dist.ReduceOp.MAX, group=self._group)
-        if not noted.item():
+            flags = torch.tensor([int(noted)])
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self._group)
+            noted = bool(flags.item())
+        if not noted:
             return False
         _sigterm_noted = False  # acted on
         return True

@@ -45,7 +45,7 @@ def fit_args(task, tmp_path, name, *callbacks, every=3, max_steps=10):
         data = [f"--data.root={tmp_path / 'tree'}", "--data.image_size=16"]
     return ["fit", "-c", str(CONFIGS / config), "-c", str(CONFIGS / "trainer/cpu.yaml"), *data,
             "--data.batch_size=4", "--data.num_workers=0", *extra,
-            f"--trainer.max_steps={max_steps}", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
+            f"--trainer.max_steps={max_steps}", "--trainer.log_every_n_steps=1", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false", "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
             f"--trainer.logger.save_dir={tmp_path / name}", f"--trainer.callbacks={json.dumps([checkpoint, record, *callbacks])}"]
 

@@ -104,7 +104,7 @@ def test_a_killed_run_resumes_with_identical_losses(config, tone_data, tmp_path,
 
     def args(name, *callbacks):
         record = {"class_path": "reliability_callbacks.RecordLosses", "init_args": {"path": str(tmp_path / f"{name}.jsonl")}}
-        return speech_fit(config, tone_data, tmp_path / name, "--trainer.max_steps=9", "--trainer.limit_val_batches=1",
+        return speech_fit(config, tone_data, tmp_path / name, "--trainer.max_steps=9", "--trainer.log_every_n_steps=1", "--trainer.limit_val_batches=1",
                           "--data.num_workers=1", f"--trainer.callbacks={json.dumps([checkpoint, record, *callbacks])}")
 
     kill = {"class_path": "reliability_callbacks.KillAt", "init_args": {"step": 5}}
