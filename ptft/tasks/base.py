@@ -39,7 +39,7 @@ class PtftTask(pl.LightningModule):
     Per-step training values (``self.log`` in ``training_step`` and the batch hooks, ``on_step`` only)
     are recorded on the steps a logger writes (every ``trainer.log_every_n_steps``), at the end of each
     epoch and in the run's last batch; between those steps ``trainer.callback_metrics`` keeps the last
-    recorded value. Lightning records every step, which costs about 2% of a small model's step time
+    recorded value. Lightning records every step, which costs about 1% of a small model's step time
     (benchmarks/nanogpt_recipe.py). Epoch-level values (``on_epoch=True``) still see every step.
 
     Args:
