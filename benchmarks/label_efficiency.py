@@ -158,8 +158,9 @@ def summarise(runs: dict, options: argparse.Namespace) -> None:
     multi = "" if len(seeds) == 1 else f" Seeds {', '.join(map(str, seeds))} for the {', '.join(f'{f:.0%}' for f in options.seed_fractions)} columns (mean ± std, in points), seed {seeds[0]} for the others."
     layers = (f" Multi-layer probe: stages {', '.join(map(str, options.probe_layers))} max-pooled to {options.probe_grid}x{options.probe_grid}, "
               "concatenated (model.probe_layers)." if options.probe_layers else "")
+    subset = "" if section == "label_efficiency" else f" ({', '.join(options.methods)}; seeds {', '.join(map(str, seeds))}; {flags})"
     lines = [
-        "## Label efficiency on Imagenette: linear probe, kNN and fine-tune with a fraction of the labels",
+        "## Label efficiency on Imagenette: linear probe, kNN and fine-tune with a fraction of the labels" + subset,
         "",
         f"`python benchmarks/label_efficiency.py --methods {' '.join(options.methods)} {flags} --epochs {options.epochs} "
         f"--fractions {' '.join(f'{f:g}' for f in fractions)} --seeds {' '.join(map(str, seeds))}"
