@@ -14,6 +14,7 @@ from torch import nn
 
 from ptft.backbones.base import Backbone
 from ptft.callbacks import AtomicCheckpoints, CheckpointMetadata, FinalCheckpoint, LoaderPosition, NonFiniteGuard, PreemptionCheckpoint, RNGStates
+from ptft.callbacks.batch_hooks import skip_unimplemented_batch_hooks
 from ptft.callbacks.nonfinite import NonFinitePolicy
 from ptft.data.spec import DataSpec
 from ptft.errors import ConfigError
@@ -34,7 +35,9 @@ class PtftTask(pl.LightningModule):
     (:class:`~ptft.callbacks.PreemptionCheckpoint`), ``last.ckpt`` at a normal end
     (:class:`~ptft.callbacks.FinalCheckpoint`), atomic and ``weights_only`` checkpoint IO
     (:class:`~ptft.callbacks.AtomicCheckpoints`) and the ``checkpoint["ptft"]`` metadata
-    (:class:`~ptft.callbacks.CheckpointMetadata`).
+    (:class:`~ptft.callbacks.CheckpointMetadata`). At setup, the per-batch hooks that a run's
+    callbacks do not implement are taken out of Lightning's per-batch calls
+    (:func:`~ptft.callbacks.batch_hooks.skip_unimplemented_batch_hooks`).
 
     Per-step training values (``self.log`` in ``training_step`` and the batch hooks, ``on_step`` only)
     are recorded on the steps a logger writes (every ``trainer.log_every_n_steps``), at the end of each
@@ -163,6 +166,8 @@ class PtftTask(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.data_spec is not None:
             self.check_data(self.data_spec)
+        if self._trainer is not None:
+            skip_unimplemented_batch_hooks(self.trainer.callbacks)
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """The run machinery every ptft run gets (see the class docstring)."""
