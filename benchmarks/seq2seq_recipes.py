@@ -14,7 +14,8 @@ two extractive baselines.
 Multi30k is scored on test_2016_flickr (1,000 sentences), AESLC on all of dev (1,960 e-mails, best
 of the subject line and the three human ones), both with beam search (4 beams) after the last epoch.
 Prints one JSON line per part and writes the "seq2seq_recipes" section of benchmarks/RESULTS.md once
-all parts are in (run parts in separate processes, then ``--report-from`` their logs).
+all parts are in (run parts in separate processes, then ``--report-from`` their logs). ``--report-from``
+the logs of some parts only (a longer run of one start) writes a section of its own, named by them.
 
     python benchmarks/seq2seq_recipes.py [--steps 400 --mt-epochs 2 --aeslc-epochs 1 --width 256 --depth 2] [--quick]
     (or in parts: --parts bart baselines > a.log; --parts mlm scratch > b.log; then --report-from a.log b.log)
@@ -124,30 +125,37 @@ def main() -> None:
 
 
 def summarise(rows: dict, options: argparse.Namespace) -> None:
-    bart, mlm, baselines = rows["bart"], rows["mlm"], rows["baselines"]
-    runs = [("random init (own BPE of the task's text)", rows["scratch"]), ("BART on WikiText-2", bart["pretrained"]),
-            ("MLM on WikiText-2 (BERT2BERT)", mlm["pretrained"])]
+    """The table of the parts in ``rows``: section "seq2seq_recipes" when all are in, else a section
+    named by the parts (a longer run of one start, say), which the full table does not overwrite."""
+    parts = [part for part in PARTS if part in rows]
+    starts = [(label, run) for label, run in (("random init (own BPE of the task's text)", rows.get("scratch")),
+                                              ("BART on WikiText-2", rows.get("bart", {}).get("pretrained")),
+                                              ("MLM on WikiText-2 (BERT2BERT)", rows.get("mlm", {}).get("pretrained"))) if run]
+    complete = parts == PARTS
     cell = lambda run, task, key: f"{run[task]['metrics'][key]:.2f}"  # noqa: E731
+    pretrained = [f"{name}: {rows[part]['pretrain']['seconds'] / 60:.0f} min" for part, name in (("bart", "BART"), ("mlm", "MLM")) if part in rows]
     lines = [
-        "## Seq2seq: translation and summarisation from scratch, from BART and from an MLM (BERT2BERT)", "",
-        f"`python benchmarks/seq2seq_recipes.py --steps {options.steps} --mt-epochs {options.mt_epochs} --aeslc-epochs {options.aeslc_epochs} "
+        "## Seq2seq: translation and summarisation from scratch, from BART and from an MLM (BERT2BERT)"
+        + ("" if complete else f" ({', '.join(parts)} only; {options.mt_epochs} Multi30k and {options.aeslc_epochs} AESLC epochs)"), "",
+        f"`python benchmarks/seq2seq_recipes.py{'' if complete else ' --parts ' + ' '.join(parts)} --steps {options.steps} "
+        f"--mt-epochs {options.mt_epochs} --aeslc-epochs {options.aeslc_epochs} "
         f"--width {options.width} --depth {options.depth} --heads {options.heads}{' --quick' if options.quick else ''}`", "",
-        f"Seq2SeqTransformer, width {options.width}, {options.depth}+{options.depth} blocks, {options.heads} heads. Pretraining: {options.steps} steps "
-        f"of 32 x 128 tokens on wiki.valid.tokens (BART: {bart['pretrain']['seconds'] / 60:.0f} min, MLM: {mlm['pretrain']['seconds'] / 60:.0f} min). "
-        f"Fine-tuning, identical for the three starts: Multi30k {options.mt_epochs} epoch(s) (batch 64), AESLC {options.aeslc_epochs} epoch(s) "
+        f"Seq2SeqTransformer, width {options.width}, {options.depth}+{options.depth} blocks, {options.heads} heads. "
+        + (f"Pretraining: {options.steps} steps of 32 x 128 tokens on wiki.valid.tokens ({', '.join(pretrained)}). " if pretrained else "")
+        + f"Fine-tuning, identical for every start: Multi30k {options.mt_epochs} epoch(s) (batch 64), AESLC {options.aeslc_epochs} epoch(s) "
         "(batch 32, e-mails cut to 128 tokens), AdamW 5e-4, warmup + cosine, label smoothing 0.1; beam 4. Multi30k: SacreBLEU (13a) and chrF "
         "on test_2016_flickr; AESLC: ROUGE F1 on all 1,960 dev e-mails, best of the 4 references. One seed each."
         + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""), "",
         "| start | Multi30k BLEU | chrF | fine-tune (min) | AESLC ROUGE-1 | ROUGE-2 | ROUGE-L | fine-tune (min) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, run in runs:
+    for label, run in starts:
         lines.append(f"| {label} | {cell(run, 'multi30k', 'test/bleu')} | {cell(run, 'multi30k', 'test/chrf')} | {run['multi30k']['seconds'] / 60:.0f} "
                      f"| {cell(run, 'aeslc', 'test/rouge1')} | {cell(run, 'aeslc', 'test/rouge2')} | {cell(run, 'aeslc', 'test/rougeL')} "
                      f"| {run['aeslc']['seconds'] / 60:.0f} |")
-    for name, result in baselines.items():
+    for name, result in rows.get("baselines", {}).items():
         lines.append(f"| extractive: {name} | | | | {result['test/rouge1']:.2f} | {result['test/rouge2']:.2f} | {result['test/rougeL']:.2f} | |")
-    report("seq2seq_recipes", "\n".join(lines), options.quick)
+    report("seq2seq_recipes" + ("" if complete else "-" + "-".join(parts)), "\n".join(lines), options.quick)
 
 
 if __name__ == "__main__":

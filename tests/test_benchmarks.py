@@ -205,6 +205,9 @@ def test_seq2seq_recipes_quick_in_parts_and_its_table_rebuilt_from_the_logs(tmp_
                                                         "| MLM on WikiText-2 (BERT2BERT)", "| extractive: first sentence", "| extractive: first 10 words"]
     rouge1 = [[cell.strip() for cell in row.strip("|").split("|")][4] for row in rows[5:]]
     assert rouge1[0] == "0.00" and float(rouge1[1]) > 0  # "Hi all." shares no word with a subject; the first 10 words do
+    subset = run_quick(tmp_path, "seq2seq_recipes.py", "--report-from", str(logs[1])).stdout  # mlm + scratch: a section of their own
+    assert "(scratch, mlm only; 1 Multi30k and 1 AESLC epochs)" in subset and "--parts scratch mlm" in subset
+    assert [row.split(" | ")[0] for row in table(subset)[2:]] == ["| random init (own BPE of the task's text)", "| MLM on WikiText-2 (BERT2BERT)"]
 
 
 def test_interop_finetune_quick(tmp_path):
