@@ -137,7 +137,7 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
     lines = [
         "## Seq2seq: translation and summarisation from scratch, from BART and from an MLM (BERT2BERT)"
         + ("" if complete else f" ({', '.join(parts)} only; {options.mt_epochs} Multi30k and {options.aeslc_epochs} AESLC epochs)"), "",
-        f"`python benchmarks/seq2seq_recipes.py{'' if complete else ' --parts ' + ' '.join(parts)} --steps {options.steps} "
+        f"`python benchmarks/seq2seq_recipes.py{'' if complete else ' --parts ' + ' '.join(parts)}{f' --steps {options.steps}' if pretrained else ''} "
         f"--mt-epochs {options.mt_epochs} --aeslc-epochs {options.aeslc_epochs} "
         f"--width {options.width} --depth {options.depth} --heads {options.heads}{' --quick' if options.quick else ''}`", "",
         f"Seq2SeqTransformer, width {options.width}, {options.depth}+{options.depth} blocks, {options.heads} heads. "

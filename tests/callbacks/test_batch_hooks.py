@@ -26,7 +26,7 @@ def test_lightning_calls_only_the_batch_hooks_a_callback_implements(tmp_path):
     called = {name for name in profiler.recorded_durations if name.startswith("[Callback]")}
     # on_before_backward: of the run's callbacks, only the non-finite guard implements it
     assert sorted(name.split("]")[1] for name in called if name.endswith(".on_before_backward")) == ["NonFiniteGuard.on_before_backward"]
-    # on_train_batch_end: the counter, the checkpoint and the preemption check; RNGStates and the others are skipped
+    # on_train_batch_end: the counter, the checkpoint, the non-finite guard and the preemption check; RNGStates and the others are skipped
     assert sorted(name.split("]")[1].split("{")[0].split(".")[0] for name in called if name.endswith(".on_train_batch_end")) == [
         "CountBatches", "ModelCheckpoint", "NonFiniteGuard", "PreemptionCheckpoint"]
     assert count.batches == 5
