@@ -3,6 +3,7 @@ leave benchmarks/RESULTS.md alone (only full runs write results)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -187,14 +188,19 @@ def test_seq2seq_throughput_quick(tmp_path):
     assert len(rows) == 9 and all(float(row.split(" | ")[1].rstrip(" |x").replace(",", "")) > 0 for row in rows)
 
 
-def test_seq2seq_recipes_quick_in_parts_and_its_table_rebuilt_from_the_logs(tmp_path):
-    make_text_data(tmp_path / "data")
-    make_parallel_data(tmp_path / "data" / "multi30k")
-    (tmp_path / "data" / "aeslc").mkdir(parents=True)
+def make_aeslc_data(root):
+    """A tiny AESLC (train.jsonl, dev.jsonl with three extra references) under ``root/aeslc``."""
+    (root / "aeslc").mkdir(parents=True)
     for split, rows in (("train", 64), ("dev", 16)):
         lines = [json.dumps({"email_body": f"Hi all. The {i} meeting moves to room {i % 7}.\nThanks", "subject_line": f"meeting {i}",
                              **({"ann0": f"room {i % 7}", "ann1": "meeting moved", "ann2": ""} if split == "dev" else {})}) for i in range(rows)]
-        (tmp_path / "data" / "aeslc" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+        (root / "aeslc" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_seq2seq_recipes_quick_in_parts_and_its_table_rebuilt_from_the_logs(tmp_path):
+    make_text_data(tmp_path / "data")
+    make_parallel_data(tmp_path / "data" / "multi30k")
+    make_aeslc_data(tmp_path / "data")
     logs = []
     for parts in (["bart", "baselines"], ["mlm", "scratch"]):
         logs.append(tmp_path / f"{parts[0]}.log")
@@ -208,6 +214,31 @@ def test_seq2seq_recipes_quick_in_parts_and_its_table_rebuilt_from_the_logs(tmp_
     subset = run_quick(tmp_path, "seq2seq_recipes.py", "--report-from", str(logs[1])).stdout  # mlm + scratch: a section of their own
     assert "(scratch, mlm only; 1 Multi30k and 1 AESLC epochs)" in subset and "--parts scratch mlm" in subset
     assert [row.split(" | ")[0] for row in table(subset)[2:]] == ["| random init (own BPE of the task's text)", "| MLM on WikiText-2 (BERT2BERT)"]
+
+
+def test_aeslc_in_domain_quick_pretrains_on_the_email_bodies_and_its_table_rebuilt_from_the_log(tmp_path):
+    make_aeslc_data(tmp_path / "data")
+    result = run_quick(tmp_path, "aeslc_in_domain.py", f"--out={tmp_path / 'run'}")
+    rows = table(result.stdout)
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| random init (own BPE of the task's text)", "| BART on AESLC's training e-mails",
+                                                        "| extractive: first sentence", "| extractive: first 10 words"]
+    assert re.search(r"Target \(the best start beats both extractive baselines on ROUGE-1, -2 and -L\): (met|missed); the best start beats both on ",
+                     result.stdout)
+    emails = next((tmp_path / "run").glob("*/emails"))  # one body per line, newlines folded, no subject lines
+    assert (emails / "train.txt").read_text().split("\n\n")[:2] == ["Hi all. The 0 meeting moves to room 0. Thanks", "Hi all. The 1 meeting moves to room 1. Thanks"]
+    assert "meeting 0" not in (emails / "train.txt").read_text() and (emails / "valid.txt").read_text().count("\n\n") == 16
+    (tmp_path / "run.log").write_text(result.stdout)
+    assert table(run_quick(tmp_path, "aeslc_in_domain.py", f"--report-from={tmp_path / 'run.log'}", timeout=120).stdout) == rows
+
+
+def test_encoder_collapse_quick_reports_spread_and_gap_for_hf_and_ptft(tmp_path):
+    pytest.importorskip("transformers")
+    make_aeslc_data(tmp_path / "data")
+    rows = table(run_quick(tmp_path, "encoder_collapse.py").stdout)
+    assert rows[0] == "| model | step 0 | step 2 | step 4 |"
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| HF BART, random init", "| ptft Seq2SeqTransformer, random init"]
+    cells = [cell.split(" / ") for row in rows[2:] for cell in row.strip("| ").split(" | ")[1:]]
+    assert len(cells) == 6 and all(0 <= float(spread) <= 2 for spread, _ in cells)
 
 
 def test_interop_finetune_quick(tmp_path):
