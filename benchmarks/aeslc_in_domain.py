@@ -75,15 +75,16 @@ def main() -> None:
     backbone = [f"--model.backbone.init_args.{k}={v}" for k, v in (("width", options.width), ("heads", options.heads), ("encoder_depth", options.depth),
                                                                    ("decoder_depth", options.depth), ("max_source_length", options.length),
                                                                    ("max_target_length", options.length), *((("vocab_size", 512),) if options.quick else ()))]
-    quick = ["--trainer.limit_train_batches=4", "--trainer.limit_test_batches=1", "--trainer.num_sanity_val_steps=0", "--data.vocab_size=512"]
+    vocab = ["--data.vocab_size=512"] if options.quick else []  # the tokenizers of both starts
+    quick = ["--trainer.limit_train_batches=4", "--trainer.limit_test_batches=1", "--trainer.num_sanity_val_steps=0", "--data.max_target_length=16",
+             "--model.beam_size=1", "--model.max_generate_length=4"] if options.quick else []
     pretrain = ["-c", str(CONFIGS / "pretrain/bart_wikitext2.yaml"), *common, *backbone, f"--data.root={write_email_text(run_dir / 'emails')}",
                 "--data.train_file=train.txt", "--data.val_file=valid.txt", "--data.test_file=null", f"--data.block_size={options.length}",
                 f"--model.optimizer.init_args.lr={options.lr}", "--model.lr_scheduler.init_args.warmup_fraction=0.05",
                 f"--trainer.max_steps={options.steps}", f"--trainer.val_check_interval={min(250, options.steps)}", "--trainer.limit_val_batches=20",
-                "--data.cache_dir", str(run_dir / "cache"), *(quick[-1:] if options.quick else [])]
+                "--data.cache_dir", str(run_dir / "cache"), *vocab]
     aeslc = ["-c", str(CONFIGS / "finetune/aeslc.yaml"), *common, *backbone, f"--trainer.max_epochs={options.epochs}", "--data.test_file=dev.jsonl",
-             f"--data.max_source_length={options.length}", *([*quick, "--data.max_target_length=16", "--model.beam_size=1",
-                                                               "--model.max_generate_length=4"] if options.quick else [])]
+             f"--data.max_source_length={options.length}", *vocab, *quick]
     rows = {"bart_emails": pretrain_then_evaluate(pretrain, {"aeslc": {"args": aeslc, "test": True}}, run_dir / "bart_emails")}
     print(json.dumps(rows), flush=True)
     rows["baselines"] = extractive_baselines(50 if options.quick else None)
