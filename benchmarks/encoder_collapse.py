@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results import report  # noqa: E402
 
 from ptft.cli import run_cli  # noqa: E402
+from ptft.pretext.collapse import state_spread  # noqa: E402
 
 
 def build(options: argparse.Namespace, pretrained: str | None):
@@ -79,7 +80,7 @@ def trajectory(model, logits, encode, datamodule, options: argparse.Namespace) -
         model.eval()
         with torch.no_grad():
             states = encode(source)[source != pad]
-            spread = ((states - states.mean(0)).norm(dim=-1).mean() / states.norm(dim=-1).mean()).item()
+            spread = state_spread(states).item()
             loss = lambda s: F.cross_entropy(logits(s, target[:, :-1]).flatten(0, 1), target[:, 1:].flatten(), ignore_index=pad).item()  # noqa: E731
             gap = loss(source.roll(1, 0)) - loss(source)
         model.train()

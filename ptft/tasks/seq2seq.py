@@ -12,7 +12,7 @@ from torchmetrics import Metric
 from torchmetrics.text import CHRFScore, SacreBLEUScore
 from torchmetrics.text.rouge import ROUGEScore
 
-from ptft.backbones.base import Backbone
+from ptft.backbones.base import Backbone, SequenceFeatures
 from ptft.backbones.seq2seq import Seq2SeqTransformer
 from ptft.bert2bert import is_text_encoder, seq2seq_from_text_encoder
 from ptft.data.seq2seq_batch import Seq2SeqBatch
@@ -20,6 +20,7 @@ from ptft.data.spec import DataSpec
 from ptft.data.tokenizer import TextTokenizer
 from ptft.errors import ConfigError
 from ptft.handoff import Pretrained
+from ptft.pretext.collapse import state_spread
 from ptft.seq2seq_generation import GenerationSettings, generate, output_text
 from ptft.tasks.fine_tuning import FineTuningTask
 
@@ -56,6 +57,14 @@ class Seq2SeqFineTuning(FineTuningTask):
     against every reference of each example, ``val/bleu`` and ``val/chrf`` (translation) or
     ``val/rouge1``, ``val/rouge2`` and ``val/rougeL`` (summarisation), on a 0-100 scale and over
     the whole split under DDP (the metric states are gathered). Testing scores every batch.
+
+    Two validation signals say whether the model reads its source at all: ``val/encoder_spread``
+    (:func:`~ptft.pretext.collapse.state_spread` of the encoder's states at real tokens: about 0.9
+    at random init, near 0 when the encoder gives every token of every source the same state) and
+    ``val/source_gap`` (the loss with each target read against another example's source, minus the
+    loss against its own: 0 when the decoder ignores the source). From random init on AESLC both
+    fall to about 0 within 100 steps (benchmarks/encoder_collapse.py): a model that writes one
+    output for every input.
 
     Args:
         metrics: ``translation`` or ``summarization``.
@@ -131,9 +140,11 @@ class Seq2SeqFineTuning(FineTuningTask):
         length = min(self.max_generate_length or default, self.backbone.max_target_length)
         return GenerationSettings(length, self.beam_size, self.length_penalty, self.no_repeat_ngram_size)
 
-    def loss(self, batch: Seq2SeqBatch, label_smoothing: float) -> torch.Tensor:
-        """Teacher-forced cross-entropy of the targets' tokens after their start token, padding ignored."""
-        logits = self.backbone.teacher_forced_logits(batch.source, batch.target[:, :-1])
+    def loss(self, batch: Seq2SeqBatch, label_smoothing: float, memory: SequenceFeatures | None = None) -> torch.Tensor:
+        """Teacher-forced cross-entropy of the targets' tokens after their start token, padding ignored,
+        reading ``memory`` (default: the encoder's states of the batch's sources)."""
+        memory = self.backbone.encode(batch.source) if memory is None else memory
+        logits = self.backbone.logits(self.backbone.decode(batch.target[:, :-1], memory))
         return F.cross_entropy(logits.flatten(0, 1).float(), batch.target[:, 1:].flatten(), ignore_index=self.backbone.pad_id,
                                label_smoothing=label_smoothing)
 
@@ -159,9 +170,16 @@ class Seq2SeqFineTuning(FineTuningTask):
         return self.generate_texts(batch.source)
 
     def _evaluate(self, batch: Seq2SeqBatch, batch_idx: int, stage: str) -> None:
-        loss = self.loss(batch, 0.0)
-        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch.source))
-        self.log(f"{stage}/ppl", loss.exp(), sync_dist=True, batch_size=len(batch.source))
+        memory = self.backbone.encode(batch.source)
+        loss = self.loss(batch, 0.0, memory)
+        size = len(batch.source)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=size)
+        self.log(f"{stage}/ppl", loss.exp(), sync_dist=True, batch_size=size)
+        if stage == "val" and size > 1:  # does the model read its source? (see the class docstring)
+            states = memory.states if memory.mask is None else memory.states[memory.mask]
+            self.log("val/encoder_spread", state_spread(states), sync_dist=True, batch_size=size)
+            self.log("val/source_gap", self.loss(batch, 0.0, self.backbone.encode(batch.source.roll(1, 0))) - loss,
+                     sync_dist=True, batch_size=size)
         if stage == "val" and self.generate_val_batches is not None and batch_idx >= self.generate_val_batches:
             return
         predictions = self.generate_texts(batch.source)

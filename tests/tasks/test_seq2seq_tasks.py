@@ -130,9 +130,23 @@ def test_fine_tuning_learns_a_tiny_translation_and_scores_the_generated_text(tmp
     trainer.fit(model, data)
     metrics = trainer.callback_metrics
     assert metrics["val/loss"] < 1.0 and metrics["val/bleu"] > 10 and metrics["val/chrf"] > 25
+    assert metrics["val/encoder_spread"] > 0.3 and metrics["val/source_gap"] > 0.1  # it reads its source (0.27)
     outputs = model.generate_texts(next(iter(data.val_dataloader())).source[:4])
     assert len(outputs) == 4 and all(isinstance(text, str) and "<" not in text for text in outputs)
     quiet = Seq2SeqFineTuning(backbone=seq2seq(), generate_val_batches=0)
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(quiet, data)
     assert "val/loss" in trainer.callback_metrics and "val/bleu" not in trainer.callback_metrics
+
+
+def test_a_collapsed_encoder_shows_as_zero_spread_and_zero_source_gap(tmp_path):
+    data = Seq2SeqDataModule(str(make_parallel_data(tmp_path / "mt")), batch_size=8, vocab_size=300, max_source_length=24, max_target_length=24)
+    model = Seq2SeqFineTuning(backbone=seq2seq(), generate_val_batches=0)
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=0, limit_val_batches=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.validate(model, data, verbose=False)
+    assert 0.5 < trainer.callback_metrics["val/encoder_spread"] < 1.5 and trainer.callback_metrics["val/source_gap"] != 0
+    with torch.no_grad():  # the final LayerNorm outputs its bias alone: every token of every source gets the same state
+        model.backbone.encoder.norm.weight.zero_()
+        model.backbone.encoder.norm.bias.normal_()
+    trainer.validate(model, data, verbose=False)
+    assert trainer.callback_metrics["val/encoder_spread"] < 1e-5 and abs(trainer.callback_metrics["val/source_gap"]) < 1e-5
