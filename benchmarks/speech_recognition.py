@@ -83,6 +83,7 @@ def table(rows: dict, options: argparse.Namespace, pretrain_epochs: int, finetun
     scratch, best = first["random_init"], min((r["pretrained"] for r in rows.values()), key=lambda r: r[fractions[0]]["metrics"]["test/cer"])
     gain = 1 - best[fractions[0]]["metrics"]["test/cer"] / scratch[fractions[0]]["metrics"]["test/cer"]
     device = "one GPU, bf16-mixed" if options.gpu else "2 CPU cores, fp32"
+    fractions_option = "" if options.fractions == [0.2, 1.0] else " --fractions " + " ".join(fractions)
     return "\n".join([
         f"### Speech recognition on fillets-nl ({device})", "",
         f"Encoder: `configs/speech/{options.backbone}.yaml`; pretraining {pretrain_epochs} epochs on all train audio (unlabelled); "
@@ -91,7 +92,7 @@ def table(rows: dict, options: argparse.Namespace, pretrain_epochs: int, finetun
         "(target: at least 15% lower).", "",
         *lines, "",
         f"Reproduce: `python benchmarks/speech_recognition.py --backbone {options.backbone} --pretrain-epochs {pretrain_epochs} "
-        f"--finetune-epochs {finetune_epochs}{' --gpu' if options.gpu else ''}{' -- ' + ' '.join(options.overrides) if options.overrides else ''}`",
+        f"--finetune-epochs {finetune_epochs}{fractions_option}{' --gpu' if options.gpu else ''}{' -- ' + ' '.join(options.overrides) if options.overrides else ''}`",
     ])
 
 
