@@ -133,6 +133,19 @@ def test_label_efficiency_quick_and_its_table_rebuilt_from_the_log(tmp_path):
     assert table(rebuilt.stdout) == table(result.stdout)
 
 
+def test_imagenette_knn_quick(tmp_path):
+    # DINO only (SimCLR runs the same code with its own config): its multi-crop views at --size 32 get 16 px locals
+    result = run_quick(tmp_path, "imagenette_knn.py", "--methods", "dino", "--minutes", "0.02", "--size", "32", f"--out={tmp_path / 'run'}")
+    rows = table(result.stdout)
+    assert rows[0] == ("| backbone from | pretraining | epochs | kNN acc (k=200, t=0.1) | linear probe acc "
+                       "| lightly, 800 epochs, 128 px (kNN) |")
+    dino, random_init = (row.split(" | ") for row in rows[2:])
+    assert dino[0] == "| dino" and dino[-1] == "0.888 |" and random_init[0] == "| random init"
+    assert all(0 <= float(cell) <= 1 for cell in [*dino[3:5], *random_init[3:5]]), rows
+    assert "crops at 16 px" in result.stdout
+    assert len(list((tmp_path / "run").glob("*/dino/backbone/backbone.safetensors"))) == 1
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("scripts/demo.py", ["--label-fraction", "0"], "argument --label-fraction: a fraction of the train labels must be in (0, 1], got 0"),
     ("scripts/demo.py", ["--probe-epochs", "0"], "argument --probe-epochs: must be an integer above 0, got 0"),
