@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from image_pretraining import CONFIGS, pretrain_steps  # noqa: E402
 from label_efficiency import budget_batches  # noqa: E402
-from results import report  # noqa: E402
+from results import report, trainer_args  # noqa: E402
 
 from ptft.data.imagenette import find_or_download_imagenette  # noqa: E402
 from ptft.evaluation import label_subset, new_run_dir, positive_integer, positive_number, pretrain_then_evaluate  # noqa: E402
@@ -54,8 +54,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="more ptft options for every run, e.g. --data.num_workers=12")
     options = parser.parse_args()
     root = find_or_download_imagenette()
-    trainer = ["-c", str(CONFIGS / "trainer/gpu.yaml"), "-c", str(CONFIGS / "trainer/bf16.yaml")] if options.gpu else ["-c", str(CONFIGS / "trainer/cpu.yaml")]
-    common = [f"--seed_everything={options.seed}", f"--data.root={root}", *trainer,
+    common = [f"--seed_everything={options.seed}", f"--data.root={root}", *trainer_args(options.gpu),
               f"--data.image_size={options.size}", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
               "--data.decoded_cache=true", f"--data.cache_dir={Path(options.out) / 'decoded_cache'}", *options.overrides]
     if options.quick:

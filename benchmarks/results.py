@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+TRAINER_CONFIGS = Path(__file__).resolve().parent.parent / "configs/trainer"
 HEADER = "# Benchmark results\n\nWritten by the scripts in `benchmarks/`; each section says how to reproduce it.\n"
 
 
@@ -34,6 +35,12 @@ def machine() -> str:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{cpu_model()}, {os.cpu_count()} CPU cores, {device}; "
             f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def trainer_args(gpu: bool) -> list[str]:
+    """The trainer presets of a benchmark's ``ptft fit`` runs: one GPU with bf16-mixed (``--gpu``), or one CPU process in fp32."""
+    presets = ("gpu.yaml", "bf16.yaml") if gpu else ("cpu.yaml",)
+    return [arg for preset in presets for arg in ("-c", str(TRAINER_CONFIGS / preset))]
 
 
 def write_section(name: str, body: str, path: Path = RESULTS) -> Path:

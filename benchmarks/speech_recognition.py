@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results import report  # noqa: E402
+from results import report, trainer_args  # noqa: E402
 
 from ptft.data.paths import resolve_data_path  # noqa: E402
 from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
@@ -45,8 +45,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks/speech_recognition", help="parent of the run's own folder")
     parser.add_argument("overrides", nargs="*", help="more ptft options for every run, e.g. --data.num_workers=8 --data.cache=true")
     options = parser.parse_args()
-    trainer = ["-c", str(CONFIGS / "trainer/gpu.yaml"), "-c", str(CONFIGS / "trainer/bf16.yaml")] if options.gpu else ["-c", str(CONFIGS / "trainer/cpu.yaml")]
-    common = [f"--seed_everything={options.seed}", f"--data.root={resolve_data_path('fillets-nl')}", *trainer,
+    common = [f"--seed_everything={options.seed}", f"--data.root={resolve_data_path('fillets-nl')}", *trainer_args(options.gpu),
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *options.overrides]
     if options.quick:
         common += ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1", "--data.batch_size=4"]
