@@ -70,7 +70,8 @@ def main() -> None:
                     *([f"--data.views.init_args.local_size={options.size // 2}"] if name == "dino" else [])]  # locals at half the size
         batches = budget_batches(name, options.minutes, pretrain, run_dir / name)
         rows[name] = pretrain_then_evaluate([*pretrain, pretrain_steps(name, batches)], probe, run_dir / name, random_init=i == 0)
-        rows[name]["epochs"] = batches * batch_size(name, common) / train_images
+        rows[name]["batch_size"] = batch_size(name, common)
+        rows[name]["epochs"] = batches * rows[name]["batch_size"] / train_images
         print(json.dumps({name: rows[name]}), flush=True)
     report("imagenette_knn_gpu" if options.gpu else "imagenette_knn", table(rows, options), options.quick)
 
@@ -86,6 +87,7 @@ def table(rows: dict, options: argparse.Namespace) -> str:
         values = result["probe"]["metrics"]
         return f"{values['val/knn_acc']:.3f} | {values['val/acc']:.3f}"
 
+    batches = ", ".join(f"{name} {result['batch_size']}" for name, result in rows.items())
     lines = ["| backbone from | pretraining | epochs | kNN acc (k=200, t=0.1) | linear probe acc | lightly, 800 epochs, 128 px (kNN) |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for name, result in rows.items():
@@ -98,10 +100,10 @@ def table(rows: dict, options: argparse.Namespace) -> str:
         f"## kNN accuracy of SimCLR and DINO on Imagenette ({device}), next to lightly's",
         "",
         f"`python benchmarks/imagenette_knn.py --methods {' '.join(rows)} --minutes {options.minutes:g} --size {options.size} "
-        f"--probe-epochs {options.probe_epochs}{' --gpu' if options.gpu else ''}"
-        f"{' -- ' + ' '.join(options.overrides) if options.overrides else ''}{' --quick' if options.quick else ''}`",
+        f"--probe-epochs {options.probe_epochs}{' --gpu' if options.gpu else ''}{' --quick' if options.quick else ''}"
+        f"{' -- ' + ' '.join(options.overrides) if options.overrides else ''}`",
         "",
-        f"ResNet-18 (small-image stem) at {options.size} px, each method's own config (SimCLR batch 256, DINO batch 128 with 6 local "
+        f"ResNet-18 (small-image stem) at {options.size} px, each method's own config (batch {batches}; DINO with 6 local "
         f"crops at {options.size // 2} px), {options.minutes:g} min of training steps each. Val split (3,925 images): kNN on the frozen features with the "
         f"whole train split as the bank (lightly's k=200, t=0.1) and a linear probe on all the labels ({options.probe_epochs} epochs). "
         "lightly's column is their published kNN accuracy after 800 epochs at 128 px, for scale: this run is far shorter.",
