@@ -96,6 +96,7 @@ def table(rows: dict, options: argparse.Namespace) -> str:
                      f"{metrics(result['pretrained'])} | {LIGHTLY_KNN[name]:.3f} |")
     lines.append(f"| random init | none | 0 | {metrics(next(iter(rows.values()))['random_init'])} | |")
     device = "one GPU, bf16-mixed" if options.gpu else "2 CPU cores, fp32"
+    dino_crops = f"; DINO with 6 local crops at {options.size // 2} px" if "dino" in rows else ""
     return "\n".join([
         f"## kNN accuracy of SimCLR and DINO on Imagenette ({device}), next to lightly's",
         "",
@@ -103,8 +104,7 @@ def table(rows: dict, options: argparse.Namespace) -> str:
         f"--probe-epochs {options.probe_epochs}{' --gpu' if options.gpu else ''}{' --quick' if options.quick else ''}"
         f"{' -- ' + ' '.join(options.overrides) if options.overrides else ''}`",
         "",
-        f"ResNet-18 (small-image stem) at {options.size} px, each method's own config (batch {batches}; DINO with 6 local "
-        f"crops at {options.size // 2} px), {options.minutes:g} min of training steps each. Val split (3,925 images): kNN on the frozen features with the "
+        f"ResNet-18 (small-image stem) at {options.size} px, each method's own config (batch {batches}{dino_crops}), {options.minutes:g} min of training steps each. Val split (3,925 images): kNN on the frozen features with the "
         f"whole train split as the bank (lightly's k=200, t=0.1) and a linear probe on all the labels ({options.probe_epochs} epochs). "
         "lightly's column is their published kNN accuracy after 800 epochs at 128 px, for scale: this run is far shorter.",
         "",
