@@ -13,7 +13,7 @@ e-mails, the best of the subject line and the three human ones, beam search (4 b
 last epoch. Prints one JSON line per part and writes the "aeslc_in_domain" section of
 benchmarks/RESULTS.md (``--report-from`` a log rebuilds it).
 
-    python benchmarks/aeslc_in_domain.py [--steps 2000 --epochs 6 --length 64 --width 256 --depth 2] [--quick]
+    python benchmarks/aeslc_in_domain.py [--steps 2000 --epochs 6 --length 64 --width 256 --depth 2] [--copy-attention] [--quick]
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--depth", type=int, default=2, help="encoder and decoder blocks")
     parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--copy-attention", action="store_true", help="the Seq2SeqTransformer copies source tokens too (pointer-generator), "
+                        "in pretraining and fine-tuning")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model: a smoke test, not a result")
     parser.add_argument("--out", default="runs/benchmarks/aeslc_in_domain", help="each run writes into a new folder OUT/<time>")
@@ -74,7 +76,8 @@ def main() -> None:
               "--trainer.enable_model_summary=false"]
     backbone = [f"--model.backbone.init_args.{k}={v}" for k, v in (("width", options.width), ("heads", options.heads), ("encoder_depth", options.depth),
                                                                    ("decoder_depth", options.depth), ("max_source_length", options.length),
-                                                                   ("max_target_length", options.length), *((("vocab_size", 512),) if options.quick else ()))]
+                                                                   ("max_target_length", options.length), *((("vocab_size", 512),) if options.quick else ()),
+                                                                   *((("copy_attention", "true"),) if options.copy_attention else ()))]
     vocab = ["--data.vocab_size=512"] if options.quick else []  # the tokenizers of both starts
     quick = ["--trainer.limit_train_batches=4", "--trainer.limit_test_batches=1", "--trainer.num_sanity_val_steps=0", "--data.max_target_length=16",
              "--model.beam_size=1", "--model.max_generate_length=4"] if options.quick else []
@@ -98,10 +101,13 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
     starts = [("random init (own BPE of the task's text)", runs["random_init"]["aeslc"]), ("BART on AESLC's training e-mails", runs["pretrained"]["aeslc"])]
     baselines = rows["baselines"]
     lines = [
-        "## AESLC subject lines from in-domain BART pretraining (the training e-mails) vs random init", "",
+        "## AESLC subject lines from in-domain BART pretraining (the training e-mails) vs random init"
+        + (", with copy attention" if options.copy_attention else ""), "",
         f"`python benchmarks/aeslc_in_domain.py --steps {options.steps} --lr {options.lr:g} --epochs {options.epochs} --length {options.length} "
-        f"--width {options.width} --depth {options.depth} --heads {options.heads}{' --quick' if options.quick else ''}`", "",
-        f"Seq2SeqTransformer, width {options.width}, {options.depth}+{options.depth} blocks, {options.heads} heads, reading the first "
+        f"--width {options.width} --depth {options.depth} --heads {options.heads}{' --copy-attention' if options.copy_attention else ''}"
+        f"{' --quick' if options.quick else ''}`", "",
+        f"Seq2SeqTransformer{' with copy attention' if options.copy_attention else ''}, width {options.width}, {options.depth}+{options.depth} "
+        f"blocks, {options.heads} heads, reading the first "
         f"{options.length} tokens of each e-mail. Pretraining: BART's denoising (configs/pretrain/bart_wikitext2.yaml) for {options.steps} steps "
         f"of 32 x {options.length} tokens of the 14,436 training e-mails' bodies (no subject lines; AdamW {options.lr:g}), "
         f"{runs['pretrain']['seconds'] / 60:.0f} min. Fine-tuning, identical for both starts: configs/finetune/aeslc.yaml for {options.epochs} "
@@ -116,7 +122,7 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
     beaten = [k.split("/")[1] for k in SCORES if best["metrics"][k] > max(result[k] for result in baselines.values())]
     lines += ["", f"Target (the best start beats both extractive baselines on ROUGE-1, -2 and -L): "
               f"{'met' if len(beaten) == len(SCORES) else 'missed'}; the best start beats both on {', '.join(beaten) or 'none'}."]
-    report("aeslc_in_domain", "\n".join(lines), options.quick)
+    report("aeslc_in_domain" + ("-copy" if options.copy_attention else ""), "\n".join(lines), options.quick)
 
 
 if __name__ == "__main__":

@@ -64,19 +64,21 @@ class Decoder:
 
     def __init__(self, model: Seq2SeqTransformer, source: torch.Tensor, use_cache: bool) -> None:
         self.model = model
+        self.source = source
         self.memory = model.encode(source)
         self.cache = DecoderCache() if use_cache else None
 
     def log_probs(self, prefixes: torch.Tensor) -> torch.Tensor:
         tokens = prefixes if self.cache is None else prefixes[:, self.cache.length:]
-        states = self.model.decode(tokens, self.memory, self.cache)[:, -1]
-        return self.model.logits(states).float().log_softmax(-1)
+        states = self.model.decode(tokens, self.memory, self.cache)[:, -1:]
+        return self.model.output_logits(states, self.memory, self.source)[:, 0].float().log_softmax(-1)
 
     def keep(self, rows: torch.Tensor, same_inputs: bool = False) -> None:
         """Continue with the prefixes ``rows`` (beam search reorders and duplicates hypotheses).
         ``same_inputs``: each row is a row of the same input as before, so the encoder states and the
         cross-attention cache need no reordering (beam search after its first step)."""
         if not same_inputs:
+            self.source = self.source[rows]
             self.memory = type(self.memory)(self.memory.states[rows], None if self.memory.mask is None else self.memory.mask[rows])
         if self.cache is not None:
             self.cache.reorder(rows, cross=not same_inputs)

@@ -13,10 +13,10 @@ from ptft.seq2seq_generation import GenerationSettings, _beam_search, _greedy, b
 START, END = 1, 2
 
 
-def model():
+def model(copy_attention=False):
     torch.manual_seed(0)
     net = Seq2SeqTransformer(vocab_size=30, max_source_length=12, max_target_length=16, encoder_depth=1, decoder_depth=2,
-                             width=32, heads=4, dropout=0.0).double().eval()
+                             width=32, heads=4, dropout=0.0, copy_attention=copy_attention).double().eval()
     with torch.no_grad():  # large random weights: outputs that differ between sources and run for several steps
         for parameter in net.parameters():
             if parameter.dim() > 1:
@@ -51,12 +51,13 @@ class TableModel(torch.nn.Module):
             rows.append(probabilities.log())
         return torch.stack(rows)[:, None, :]
 
-    def logits(self, states):
+    def output_logits(self, states, memory, source):
         return states
 
 
-def test_beam_search_with_one_beam_equals_greedy_decoding():
-    net, source = model(), sources()
+@pytest.mark.parametrize("copy_attention", [False, True])
+def test_beam_search_with_one_beam_equals_greedy_decoding(copy_attention):
+    net, source = model(copy_attention), sources()
     for size in (0, 2):
         settings = GenerationSettings(max_length=12, beam_size=1, no_repeat_ngram_size=size)
         greedy = _greedy(net, source, START, END, settings)
@@ -74,9 +75,9 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy_decoding():
         GenerationSettings(temperature=1.0, beam_size=2)
 
 
-@pytest.mark.parametrize("beam_size", [1, 3])
-def test_generation_with_the_kv_cache_equals_generation_without_it(beam_size):
-    net, source = model(), sources()
+@pytest.mark.parametrize("beam_size,copy_attention", [(1, False), (3, False), (3, True)])
+def test_generation_with_the_kv_cache_equals_generation_without_it(beam_size, copy_attention):
+    net, source = model(copy_attention), sources()
     outputs = [generate(net, source, START, END, GenerationSettings(max_length=12, beam_size=beam_size, use_cache=cache))
                for cache in (True, False)]
     assert outputs[0] == outputs[1]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ptft.backbones.base import SequenceBackbone, SequenceFeatures
+from ptft.backbones.copy_attention import CopyAttention
 from ptft.backbones.text import TextTransformer
 from ptft.backbones.transformer import TransformerBlock
 from ptft.errors import ConfigError
@@ -100,6 +101,7 @@ class TransformerDecoder(nn.Module):
         self.embedding_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(DecoderBlock(width, heads, mlp_ratio, dropout, attention_dropout, bias) for _ in range(depth))
         self.norm = nn.LayerNorm(width, bias=bias)
+        self.copy_attention: CopyAttention | None = None  # set by Seq2SeqTransformer(copy_attention=True)
         nn.init.normal_(self.position_embedding, std=0.02)
         residual = 0.02 / (2 * depth) ** 0.5 if scaled_residual_init else 0.02
         for block in self.blocks:
@@ -141,8 +143,11 @@ class Seq2SeqTransformer(SequenceBackbone):
     :meth:`logits` projects with it (tied output). Attention runs on ``scaled_dot_product_attention``;
     source padding is masked in the encoder and in cross-attention; targets are right-padded, so the
     causal mask keeps padding out of every real position. :meth:`decode` takes a
-    :class:`DecoderCache` for incremental generation. As a sequence backbone, ``forward_features``
-    gives the encoder's states (for classification from a seq2seq model).
+    :class:`DecoderCache` for incremental generation. With ``copy_attention``, the next token can
+    also be copied from the source (:class:`~ptft.backbones.copy_attention.CopyAttention`, held as
+    ``decoder.copy_attention``); :meth:`output_logits` gives the next-token scores either way. As a
+    sequence backbone, ``forward_features`` gives the encoder's states (for classification from a
+    seq2seq model).
 
     Args:
         vocab_size: rows of the shared token embedding (at least the tokenizer's vocabulary).
@@ -159,10 +164,12 @@ class Seq2SeqTransformer(SequenceBackbone):
         attention_dropout: dropout on the attention weights.
         bias: biases in the Linear layers and LayerNorms (``False``: none).
         scaled_residual_init: GPT-2's residual-projection init (std ``0.02 / sqrt(2 * depth)``) in both stacks.
+        copy_attention: mix copying a source token into the output distribution (pointer-generator).
+            A fine-tuning option: a model pretrained without it gains a freshly initialised one.
     """
 
     input_kind = "text"
-    fine_tuning_options = ("pool", "dropout", "attention_dropout")
+    fine_tuning_options = ("pool", "dropout", "attention_dropout", "copy_attention")
 
     def __init__(
         self,
@@ -180,6 +187,7 @@ class Seq2SeqTransformer(SequenceBackbone):
         attention_dropout: float = 0.0,
         bias: bool = True,
         scaled_residual_init: bool = False,
+        copy_attention: bool = False,
     ) -> None:
         super().__init__()
         if max_target_length < 1 or decoder_depth < 1:
@@ -191,6 +199,8 @@ class Seq2SeqTransformer(SequenceBackbone):
         self.max_target_length = max_target_length
         self.decoder = TransformerDecoder(max_target_length, decoder_depth, width, heads, mlp_ratio, dropout, attention_dropout,
                                           bias, scaled_residual_init)
+        if copy_attention:
+            self.decoder.copy_attention = CopyAttention(width)
         self.dropout = self.encoder.dropout
         self.out_dim = width
 
@@ -223,10 +233,30 @@ class Seq2SeqTransformer(SequenceBackbone):
         """Vocabulary logits of decoder states, through the shared token embedding (tied output)."""
         return states @ self.token_embedding.weight.T
 
+    def output_logits(self, states: torch.Tensor, memory: SequenceFeatures, source: torch.Tensor) -> torch.Tensor:
+        """Next-token scores ``(B, T, vocab)`` of decoder states ``(B, T, width)`` that read ``memory``,
+        the encoder output of ``source`` ``(B, S)``: the :meth:`logits`, or with copy attention the
+        log-probabilities of generating or copying (either way, ``log_softmax`` of them gives the
+        log-probabilities, and cross-entropy takes them as logits)."""
+        logits = self.logits(states)
+        copy = self.decoder.copy_attention
+        return logits if copy is None else copy(states, memory, source, logits)
+
     def teacher_forced_logits(self, source: torch.Tensor, decoder_input: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, T, vocab)`` of the next token at every position of ``decoder_input`` ``(B, T)``
-        (a target without its last token), reading right-padded ``source`` ``(B, S)``."""
-        return self.logits(self.decode(decoder_input, self.encode(source)))
+        """Next-token scores (:meth:`output_logits`) ``(B, T, vocab)`` at every position of
+        ``decoder_input`` ``(B, T)`` (a target without its last token), reading right-padded ``source`` ``(B, S)``."""
+        memory = self.encode(source)
+        return self.output_logits(self.decode(decoder_input, memory), memory, source)
+
+    def adapt_state_dict(self, state: dict[str, torch.Tensor], source_spec: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Weights of a model with or without copy attention, for this one: its own (initial) copy
+        attention where the source had none, none where this model has none."""
+        prefix = "decoder.copy_attention."
+        kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        if self.decoder.copy_attention is None:
+            return kept
+        own = {k: v for k, v in self.state_dict().items() if k.startswith(prefix)}
+        return {**kept, **own, **{k: v for k, v in state.items() if k.startswith(prefix)}}
 
     def compile_regions(self) -> list[nn.Module]:
         """The encoder's regions and each decoder block (what ``decode`` calls through ``__call__``)."""
@@ -234,8 +264,8 @@ class Seq2SeqTransformer(SequenceBackbone):
 
     def layer_groups(self) -> list[list[str]]:
         """Shared and position embeddings, each encoder block, the encoder norm, each decoder block,
-        the decoder norm: input first, for layer-wise learning-rate decay."""
+        the decoder norm (with the copy attention): input first, for layer-wise learning-rate decay."""
         encoder = [[f"encoder.{n}" for n in group] for group in self.encoder.layer_groups()]
         blocks = [[f"decoder.blocks.{i}.{n}" for n, _ in block.named_parameters()] for i, block in enumerate(self.decoder.blocks)]
-        norm = [f"decoder.norm.{n}" for n, _ in self.decoder.norm.named_parameters()]
+        norm = [f"decoder.{n}" for n, _ in self.decoder.named_parameters() if n.startswith(("norm.", "copy_attention."))]
         return [[*encoder[0], "decoder.position_embedding"], *encoder[1:], *blocks, norm]

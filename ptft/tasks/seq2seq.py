@@ -140,11 +140,13 @@ class Seq2SeqFineTuning(FineTuningTask):
         length = min(self.max_generate_length or default, self.backbone.max_target_length)
         return GenerationSettings(length, self.beam_size, self.length_penalty, self.no_repeat_ngram_size)
 
-    def loss(self, batch: Seq2SeqBatch, label_smoothing: float, memory: SequenceFeatures | None = None) -> torch.Tensor:
+    def loss(self, batch: Seq2SeqBatch, label_smoothing: float, memory: SequenceFeatures | None = None,
+             source: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced cross-entropy of the targets' tokens after their start token, padding ignored,
-        reading ``memory`` (default: the encoder's states of the batch's sources)."""
-        memory = self.backbone.encode(batch.source) if memory is None else memory
-        logits = self.backbone.logits(self.backbone.decode(batch.target[:, :-1], memory))
+        reading ``source`` (default: the batch's sources) through ``memory`` (default: its encoder states)."""
+        source = batch.source if source is None else source
+        memory = self.backbone.encode(source) if memory is None else memory
+        logits = self.backbone.output_logits(self.backbone.decode(batch.target[:, :-1], memory), memory, source)
         return F.cross_entropy(logits.flatten(0, 1).float(), batch.target[:, 1:].flatten(), ignore_index=self.backbone.pad_id,
                                label_smoothing=label_smoothing)
 
@@ -178,7 +180,7 @@ class Seq2SeqFineTuning(FineTuningTask):
         if stage == "val" and size > 1:  # does the model read its source? (see the class docstring)
             states = memory.states if memory.mask is None else memory.states[memory.mask]
             self.log("val/encoder_spread", state_spread(states), sync_dist=True, batch_size=size)
-            self.log("val/source_gap", self.loss(batch, 0.0, self.backbone.encode(batch.source.roll(1, 0))) - loss,
+            self.log("val/source_gap", self.loss(batch, 0.0, source=batch.source.roll(1, 0)) - loss,
                      sync_dist=True, batch_size=size)
         if stage == "val" and self.generate_val_batches is not None and batch_idx >= self.generate_val_batches:
             return
