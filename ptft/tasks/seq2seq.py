@@ -63,8 +63,8 @@ class Seq2SeqFineTuning(FineTuningTask):
     at random init, near 0 when the encoder gives every token of every source the same state) and
     ``val/source_gap`` (the loss with each target read against another example's source, minus the
     loss against its own: 0 when the decoder ignores the source). From random init on AESLC both
-    fall to about 0 within 100 steps (benchmarks/encoder_collapse.py): a model that writes one
-    output for every input.
+    fall to about 0 within 100 steps without copy attention (benchmarks/encoder_collapse.py): a
+    model that writes one output for every input; with copy attention the gap stays near 0.9 nats.
 
     Args:
         metrics: ``translation`` or ``summarization``.
