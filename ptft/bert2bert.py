@@ -16,6 +16,7 @@ from ptft.handoff import Pretrained, build_loaded, check_weights
 TEXT_TRANSFORMER = f"{TextTransformer.__module__}.{TextTransformer.__qualname__}"
 # init args a warm-started Seq2SeqTransformer takes over from the TextTransformer, by their names there
 CROSS_ATTENTION = ("norm_cross", "cross_q", "cross_kv", "cross_proj")  # a DecoderBlock's own modules
+FRESH = (*CROSS_ATTENTION, "copy_attention")  # what no encoder has: cross-attention, and copy attention when configured
 # TextTransformer init args the Seq2SeqTransformer does not take: a warm start needs their defaults
 ENCODER_ONLY_ARGS = ("token_types", "norm_eps", "activation")
 SHARED_ARGS = ("vocab_size", "width", "heads", "mlp_ratio", "pool", "pad_id", "dropout", "attention_dropout", "bias")
@@ -49,9 +50,10 @@ def seq2seq_from_text_encoder(pretrained: Pretrained, configured: Seq2SeqTransfo
     the encoder is a copy of it; each decoder block's self-attention, feed-forward layers and norms
     copy the encoder block of the same depth, the decoder's positions and final norm copy the
     encoder's, and the token embedding (shared by both stacks and the output) is the encoder's;
-    only the cross-attention starts fresh. ``configured`` (None: the encoder's shape, a decoder as
-    deep, both as long) must have an encoder of exactly the pretrained shape and a decoder no deeper
-    and no longer. Everything the model holds is either copied or cross-attention, or this fails."""
+    only the cross-attention (and the copy attention of a ``configured`` model that has one) starts
+    fresh. ``configured`` (None: the encoder's shape, a decoder as deep, both as long) must have an
+    encoder of exactly the pretrained shape and a decoder no deeper and no longer. Everything the
+    model holds is either copied or cross- or copy attention, or this fails."""
     spec, state, source = pretrained.specs["backbone"], pretrained.states["backbone"], pretrained.source
     encoder = build_loaded(spec, state, source)
     if encoder.causal:
@@ -82,8 +84,8 @@ def seq2seq_from_text_encoder(pretrained: Pretrained, configured: Seq2SeqTransfo
                 copies[f"decoder.blocks.{i}.{key}"] = (f"blocks.{i}.{key}", state[f"blocks.{i}.{key}"])
     weights = configured.state_dict()
     new = [key for key in weights if key not in copies]
-    not_cross = [key for key in new if not any(f".{name}." in key for name in CROSS_ATTENTION)]
-    if not_cross:
-        raise ConfigError(f"BERT2BERT from {source}: {', '.join(not_cross)} would start fresh, but only the cross-attention may")
+    unexpected = [key for key in new if not any(f".{name}." in key for name in FRESH)]
+    if unexpected:
+        raise ConfigError(f"BERT2BERT from {source}: {', '.join(unexpected)} would start fresh, but only the cross- and copy attention may")
     configured.load_state_dict({**weights, **{key: value for key, (_, value) in copies.items()}}, strict=True)
     return configured, WarmStartReport(source, [(key, origin) for key, (origin, _) in copies.items()], new)

@@ -54,13 +54,14 @@ def text_encoder(**kw):
     return TextTransformer(**{"vocab_size": 300, "max_length": 24, "depth": 2, "width": 32, "heads": 2, "dropout": 0.0, **kw})
 
 
-def test_bert2bert_copies_everything_but_cross_attention_and_reports_it():
+def test_bert2bert_copies_everything_but_cross_and_copy_attention_and_reports_it():
     encoder = text_encoder()
     pretrained = Pretrained("mlm.ckpt", {"backbone": encoder.spec()}, {"backbone": encoder.state_dict()})
     model, report = seq2seq_from_text_encoder(pretrained)
     assert (len(model.encoder.blocks), len(model.decoder.blocks), model.max_target_length) == (2, 2, 24)
     weights, source = model.state_dict(), encoder.state_dict()
-    assert report.new == [k for k in weights if any(f".{c}." in k for c in CROSS)] and len(report.new) == 2 * 8
+    weights_new = [k for k in weights if any(f".{c}." in k for c in CROSS)]
+    assert report.new == weights_new and len(report.new) == 2 * 8
     assert sorted(report.new + [target for target, _ in report.copied]) == sorted(weights)
     assert {origin for _, origin in report.copied} == set(source)  # every pretrained tensor is used
     for target, origin in report.copied:
@@ -71,6 +72,9 @@ def test_bert2bert_copies_everything_but_cross_attention_and_reports_it():
 
     shallow, report = seq2seq_from_text_encoder(pretrained, seq2seq(encoder_depth=2, decoder_depth=1, max_target_length=16))
     assert len(report.new) == 8 and torch.equal(shallow.decoder.position_embedding, source["position_embedding"][:16])
+    copying, report = seq2seq_from_text_encoder(pretrained, seq2seq(encoder_depth=2, decoder_depth=2, copy_attention=True))
+    assert sorted(report.new) == sorted([*weights_new, *(k for k in copying.state_dict() if k.startswith("decoder.copy_attention."))])
+    assert len(report.new) == 2 * 8 + 6 and "new    decoder.copy_attention.gate.weight" in str(report)
     with pytest.raises(ConfigError, match="a decoder of 3 blocks and max_target_length 24 cannot start from mlm.ckpt's encoder of 2 blocks"):
         seq2seq_from_text_encoder(pretrained, seq2seq(encoder_depth=2, decoder_depth=3))
     with pytest.raises(ConfigError, match="encoder weights in mlm.ckpt do not match"):
