@@ -11,7 +11,8 @@ against random init, at an equal fine-tuning budget, with AESLC's two extractive
 Both read the first ``--length`` tokens of each e-mail. Scored with ROUGE-1/2/L F1 on all 1,960 dev
 e-mails, the best of the subject line and the three human ones, beam search (4 beams) after the
 last epoch. Prints one JSON line per part and writes the "aeslc_in_domain" section of
-benchmarks/RESULTS.md (``--report-from`` a log rebuilds it).
+benchmarks/RESULTS.md ("aeslc_in_domain-copy" with ``--copy-attention``, which gives the model copy
+attention in pretraining and fine-tuning; ``--report-from`` a log rebuilds it).
 
     python benchmarks/aeslc_in_domain.py [--steps 2000 --epochs 6 --length 64 --width 256 --depth 2] [--copy-attention] [--quick]
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -250,10 +251,14 @@ class Seq2SeqTransformer(SequenceBackbone):
 
     def adapt_state_dict(self, state: dict[str, torch.Tensor], source_spec: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Weights of a model with or without copy attention, for this one: its own (initial) copy
-        attention where the source had none, none where this model has none."""
+        attention where the source had none; none where this model has none (with a warning when
+        trained copy-attention weights are left out)."""
         prefix = "decoder.copy_attention."
         kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
         if self.decoder.copy_attention is None:
+            if len(kept) < len(state):
+                warnings.warn("the pretrained weights' copy attention is left out: this Seq2SeqTransformer has copy_attention: false "
+                              "(set it to true, e.g. model.backbone_overrides={copy_attention: true}, to keep it)", stacklevel=2)
             return kept
         own = {k: v for k, v in self.state_dict().items() if k.startswith(prefix)}
         return {**kept, **own, **{k: v for k, v in state.items() if k.startswith(prefix)}}

@@ -121,7 +121,8 @@ def test_copy_attention_is_a_fine_tuning_option_added_fresh_or_dropped():
     assert with_copy.decoder.copy_attention is not None and with_copy.spec()["init_args"]["copy_attention"] is True
     kept = {k: v for k, v in with_copy.state_dict().items() if "copy_attention" not in k}
     assert all(torch.equal(v, plain.state_dict()[k]) for k, v in kept.items()) and kept.keys() == plain.state_dict().keys()
-    dropped = with_copy.with_fine_tuning_options({"copy_attention": False})
+    with pytest.warns(UserWarning, match="copy attention is left out: this Seq2SeqTransformer has copy_attention: false"):
+        dropped = with_copy.with_fine_tuning_options({"copy_attention": False})
     assert dropped.decoder.copy_attention is None and dropped.state_dict().keys() == plain.state_dict().keys()
 
 
