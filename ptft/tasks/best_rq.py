@@ -9,7 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptft.backbones.base import Backbone
+from ptft.data.speech_batch import SpeechBatch
 from ptft.errors import ConfigError
+from ptft.pretext.code_perplexity import CodePerplexity
+from ptft.pretext.frame_masking import stack_frames
 from ptft.pretext.random_projection_quantizer import RandomProjectionQuantizer
 from ptft.tasks.masked_speech import MaskedSpeechPretraining
 
@@ -19,6 +22,8 @@ class BestRQPretraining(MaskedSpeechPretraining):
     :class:`~ptft.pretext.random_projection_quantizer.RandomProjectionQuantizer` (frozen, random);
     the backbone sees the masked input and a linear head predicts the codes of the masked frames,
     scored by cross-entropy; ``train/acc`` and ``val/acc`` are the share of codes predicted right.
+    ``val/code_perplexity`` is the perplexity of the codes over the real validation frames: how many
+    codes the targets effectively use (see :class:`~ptft.pretext.code_perplexity.CodePerplexity`).
 
     Args:
         backbone: a speech backbone.
@@ -35,9 +40,19 @@ class BestRQPretraining(MaskedSpeechPretraining):
             raise ConfigError(f"model.codebook_size must be >= 2 and model.codebook_dim >= 1, got {codebook_size} and {codebook_dim}")
         self.quantizer = RandomProjectionQuantizer(self.stacked_dim, codebook_dim, codebook_size, quantizer_seed)
         self.head = nn.Linear(backbone.out_dim, codebook_size)
+        self.code_perplexity = CodePerplexity(codebook_size)
 
     def frame_losses(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         codes = self.quantizer(stacked)
         logits = predictions.float()
         losses = F.cross_entropy(logits.transpose(1, 2), codes, reduction="none")
         return losses, {"acc": (logits.argmax(-1) == codes).float()}
+
+    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        features = batch.inputs
+        steps = self.output_steps(features.states.shape[1])
+        codes = self.quantizer(stack_frames(features.states, self.backbone.time_reduction, steps))
+        real = torch.arange(steps, device=codes.device)[None] < self.backbone.output_lengths(batch.input_lengths)[:, None]
+        self.code_perplexity.update(codes, real)
+        self.log("val/code_perplexity", self.code_perplexity, batch_size=len(batch.input_lengths))

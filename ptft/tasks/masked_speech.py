@@ -52,12 +52,16 @@ class MaskedSpeechPretraining(PtftTask):
         stacked clean input frames ``(B, T', stacked_dim)``, and extra per-frame metrics."""
         raise NotImplementedError
 
+    def output_steps(self, input_frames: int) -> int:
+        """Output frames of the backbone for ``input_frames`` input frames (the padded batch length)."""
+        return int(self.backbone.output_lengths(torch.tensor([input_frames]))[0])
+
     def forward(self, batch: SpeechBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, extra metrics)`` for a batch of log-mel features."""
         features, lengths = batch.inputs, batch.input_lengths
         factor = self.backbone.time_reduction
         output_lengths = self.backbone.output_lengths(lengths)
-        steps = int(self.backbone.output_lengths(torch.tensor([features.states.shape[1]]))[0])
+        steps = self.output_steps(features.states.shape[1])
         hidden = span_mask(output_lengths, steps, self.mask_probability, self.mask_span, generator)
         encoded = self.backbone.forward_features(mask_inputs(features, hidden, factor, self.mask_noise_std, generator))
         losses, metrics = self.frame_losses(self.head(encoded.states), stack_frames(features.states, factor, steps))

@@ -1,8 +1,9 @@
-"""Span masking of speech frames and BEST-RQ's random-projection quantizer."""
+"""Span masking of speech frames, BEST-RQ's random-projection quantizer and the perplexity of its codes."""
 
 import torch
 
 from ptft.backbones.base import SequenceFeatures
+from ptft.pretext.code_perplexity import CodePerplexity
 from ptft.pretext.frame_masking import mask_inputs, span_mask, stack_frames
 from ptft.pretext.random_projection_quantizer import RandomProjectionQuantizer
 
@@ -56,3 +57,15 @@ def test_quantizer_gives_fixed_nearest_codes():
     assert torch.equal(codes, distances.argmin(-1))  # nearest codeword
     assert codes.unique().numel() > 5
     assert not any(p.requires_grad for p in first.parameters()) and len(first.state_dict()) == 2
+
+
+def test_code_perplexity_counts_real_frames_only():
+    metric = CodePerplexity(8)
+    metric.update(torch.tensor([[0, 1, 2, 3, 7, 7]]), torch.tensor([[1, 1, 1, 1, 0, 0]]))  # the two 7s are padding
+    assert metric.compute().item() == 4.0  # four codes, equally often
+    metric.update(torch.tensor([0, 0, 0, 0]), torch.ones(4))
+    shares = torch.tensor([5, 1, 1, 1]) / 8
+    assert torch.isclose(metric.compute(), torch.exp(-(shares * shares.log()).sum()))
+    metric.reset()
+    metric.update(torch.full((3, 5), 6), torch.ones(3, 5))
+    assert metric.compute().item() == 1.0  # every frame gets the same code
