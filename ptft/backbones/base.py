@@ -125,6 +125,22 @@ class Backbone(HandoffModule):
         rebuilt.load_state_dict(rebuilt.adapt_state_dict(self.state_dict(), spec))
         return rebuilt
 
+    def with_fresh_top_groups(self, count: int) -> Backbone:
+        """This backbone with the parameters of its last ``count`` :meth:`layer_groups` (the layers
+        nearest the output), and the buffers of the modules holding them, drawn afresh as a random
+        init of the same spec draws them; every other weight is kept. Draws from torch's global
+        random stream."""
+        groups = self.layer_groups()
+        if not 0 < count < len(groups):
+            raise ConfigError(f"model.reinit_top_groups must be between 1 and {len(groups) - 1} for a "
+                              f"{type(self).__name__} of {len(groups)} layer groups, got {count}")
+        names = {name for group in groups[-count:] for name in group}
+        owners = {name.rpartition(".")[0] for name in names}
+        buffers = {name for name, _ in self.named_buffers() if name.rpartition(".")[0] in owners}
+        fresh = type(self)(**self.spec()["init_args"]).state_dict()
+        self.load_state_dict({**self.state_dict(), **{k: fresh[k] for k in names | buffers}})
+        return self
+
     def layer_groups(self) -> list[list[str]]:
         """Parameter names grouped by depth, input first: the units of layer-wise learning-rate
         decay. By default one group per direct child module (parameters held directly go first);

@@ -33,7 +33,8 @@ class CTCFineTuning(FineTuningTask):
     with the CTC loss. Utterances whose transcript cannot be aligned to their output frames are
     left out of the loss and counted (``train/ctc_skipped``), never scored as an infinite loss.
     Logs ``val/loss``, ``val/cer`` and ``val/wer`` (torchmetrics; also ``test/``). The hand-off
-    (``pretrained``, ``mode``, ``unfreeze_at_epoch``, ``backbone_lr``, ``layer_decay``) is
+    (``pretrained``, ``mode``, ``unfreeze_at_epoch``, ``backbone_lr``, ``layer_decay``,
+    ``reinit_top_groups``) is
     :class:`~ptft.tasks.fine_tuning.FineTuningTask`'s. The export holds the backbone and the head
     (``ctc_head``), which is what ``ptft transcribe`` reads.
 

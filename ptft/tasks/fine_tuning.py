@@ -34,6 +34,12 @@ class FineTuningTask(PtftTask):
             path, pooling...), never its architecture, which comes from ``pretrained``. They apply
             to a random-init ``backbone`` too (its initial weights unchanged), so a random-init
             baseline gets the same settings.
+        reinit_top_groups: the last N of the pretrained backbone's layer groups (those of
+            ``layer_decay``: a Transformer's final norm and blocks, a Conformer's blocks) start
+            from random init, the rest from the pretrained weights: the top layers of a pretrained
+            model fit its pretext task, and re-initialising them can help fine-tuning on little data
+            (Zhang et al. 2021, "Revisiting Few-sample BERT Fine-tuning"). 0: none. A random-init
+            backbone is left as it is (no extra random draws), so a baseline can share the setting.
         mode: ``full`` (train everything) or ``linear_probe`` (backbone frozen and kept in eval
             mode, so BatchNorm statistics do not drift; its features are computed without grad).
         unfreeze_at_epoch: with ``linear_probe``, train the whole network from this epoch on.
@@ -61,6 +67,7 @@ class FineTuningTask(PtftTask):
         backbone: Backbone | None = None,
         pretrained: str | None = None,
         backbone_overrides: dict[str, Any] | None = None,
+        reinit_top_groups: int = 0,
         mode: Literal["full", "linear_probe"] = "full",
         unfreeze_at_epoch: int | None = None,
         backbone_lr: float | None = None,
@@ -86,6 +93,10 @@ class FineTuningTask(PtftTask):
             raise ConfigError("give model.backbone (random init) or model.pretrained (a .ckpt or export folder)")
         if backbone_overrides:
             backbone = backbone.with_fine_tuning_options(backbone_overrides)
+        if reinit_top_groups < 0:
+            raise ConfigError(f"model.reinit_top_groups must be >= 0, got {reinit_top_groups}")
+        if reinit_top_groups and handed_over is not None:
+            backbone = backbone.with_fresh_top_groups(reinit_top_groups)
         probe_stages = check_probe_layers(backbone, probe_layers, probe_grid)
         super().__init__(backbone, **kwargs)
         self.probe_layers = probe_stages

@@ -130,6 +130,33 @@ def test_backbone_overrides_apply_to_a_random_init_backbone_without_changing_any
     assert all(torch.equal(v, overridden.state_dict()[k]) for k, v in plain.state_dict().items())  # the head's too: no extra draws
 
 
+def test_reinit_top_groups_draws_the_top_layers_afresh_and_keeps_the_rest(tmp_path):
+    backbone = small_encoder()  # layer groups: [layers.0], [layers.3 (conv), layers.4 (BatchNorm)]
+    with torch.no_grad():
+        for p in backbone.parameters():
+            p.add_(1.0)  # distinguishable from a fresh init
+        backbone.layers[4].running_mean.fill_(5.0)
+    path, _ = _pretrained_checkpoint(tmp_path, backbone)
+    model = Classification(num_classes=3, pretrained=str(path), reinit_top_groups=1)
+    fine_tuned = model.backbone
+    assert torch.equal(fine_tuned.layers[0].weight, backbone.layers[0].weight)  # the bottom group keeps its weights
+    assert not torch.equal(fine_tuned.layers[3].weight, backbone.layers[3].weight)
+    assert torch.equal(fine_tuned.layers[4].weight, torch.ones(16)) and torch.equal(fine_tuned.layers[4].bias, torch.zeros(16))
+    assert torch.equal(fine_tuned.layers[4].running_mean, torch.zeros(16))  # the BatchNorm statistics are fresh too
+    assert torch.equal(Classification(num_classes=3, pretrained=str(path)).backbone.layers[3].weight, backbone.layers[3].weight)
+
+    with pytest.raises(ValueError, match=r"^model.reinit_top_groups must be between 1 and 1 for a DCGANEncoder of 2 layer groups, got 2$"):
+        Classification(num_classes=3, pretrained=str(path), reinit_top_groups=2)
+    with pytest.raises(ValueError, match=r"^model.reinit_top_groups must be >= 0, got -1$"):
+        Classification(num_classes=3, pretrained=str(path), reinit_top_groups=-1)
+
+    torch.manual_seed(0)
+    plain = Classification(num_classes=3, backbone=small_encoder())
+    torch.manual_seed(0)
+    shared = Classification(num_classes=3, backbone=small_encoder(), reinit_top_groups=1)  # a random-init baseline shares the setting
+    assert all(torch.equal(v, shared.state_dict()[k]) for k, v in plain.state_dict().items())
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"pretrained": "/no/such/thing.ckpt"}, FileNotFoundError, "/no/such/thing.ckpt does not exist"),
     ({}, ValueError, "give model.backbone"),
