@@ -30,20 +30,33 @@ class BestRQPretraining(MaskedSpeechPretraining):
         codebook_size: number of codes (classes of the prediction).
         codebook_dim: dimension of the random projection the codes live in.
         quantizer_seed: seed of the projection and the codebook.
+        center_frames: subtract each input frame's mean over its mel bands before the projection,
+            so that the codes follow the spectral shape rather than the loudness (not in the paper,
+            which quantizes the frames as they are). The loudness is most of the variance of
+            normalised log-mel frames, and without centring few codes take most frames: watch
+            ``val/code_perplexity``.
         **kwargs: masking (mask_probability, mask_span, mask_noise_std) and the options every task shares.
     """
 
     def __init__(self, backbone: Backbone, codebook_size: int = 8192, codebook_dim: int = 16, quantizer_seed: int = 0,
-                 **kwargs: Any) -> None:
+                 center_frames: bool = False, **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
         if codebook_size < 2 or codebook_dim < 1:
             raise ConfigError(f"model.codebook_size must be >= 2 and model.codebook_dim >= 1, got {codebook_size} and {codebook_dim}")
         self.quantizer = RandomProjectionQuantizer(self.stacked_dim, codebook_dim, codebook_size, quantizer_seed)
         self.head = nn.Linear(backbone.out_dim, codebook_size)
         self.code_perplexity = CodePerplexity(codebook_size)
+        self.center_frames = center_frames
+
+    def codes(self, stacked: torch.Tensor) -> torch.Tensor:
+        """The quantizer's code of each output frame's stacked clean input frames ``(B, T', stacked_dim)``."""
+        if self.center_frames:
+            frames = stacked.unflatten(-1, (self.backbone.time_reduction, -1))
+            stacked = (frames - frames.mean(-1, keepdim=True)).flatten(-2)
+        return self.quantizer(stacked)
 
     def frame_losses(self, predictions: torch.Tensor, stacked: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        codes = self.quantizer(stacked)
+        codes = self.codes(stacked)
         logits = predictions.float()
         losses = F.cross_entropy(logits.transpose(1, 2), codes, reduction="none")
         return losses, {"acc": (logits.argmax(-1) == codes).float()}
@@ -52,7 +65,7 @@ class BestRQPretraining(MaskedSpeechPretraining):
         super().validation_step(batch, batch_idx)
         features = batch.inputs
         steps = self.output_steps(features.states.shape[1])
-        codes = self.quantizer(stack_frames(features.states, self.backbone.time_reduction, steps))
+        codes = self.codes(stack_frames(features.states, self.backbone.time_reduction, steps))
         real = torch.arange(steps, device=codes.device)[None] < self.backbone.output_lengths(batch.input_lengths)[:, None]
         self.code_perplexity.update(codes, real)
         self.log("val/code_perplexity", self.code_perplexity, batch_size=len(batch.input_lengths))

@@ -69,3 +69,24 @@ def test_code_perplexity_counts_real_frames_only():
     metric.reset()
     metric.update(torch.full((3, 5), 6), torch.ones(3, 5))
     assert metric.compute().item() == 1.0  # every frame gets the same code
+
+
+def test_centred_codes_ignore_each_frames_loudness_and_use_more_codes():
+    from ptft.backbones import Conformer
+    from ptft.tasks import BestRQPretraining
+
+    backbone = Conformer(n_mels=8, width=16, heads=2, depth=1)  # 4 input frames of 8 bands per output frame
+    plain, centred = BestRQPretraining(backbone, codebook_size=64), BestRQPretraining(backbone, codebook_size=64, center_frames=True)
+    generator = torch.Generator().manual_seed(0)
+    shape = torch.randn(2, 200, 4, 8, generator=generator) * 0.3
+    loudness = torch.randn(2, 200, 4, 1, generator=generator) * 3  # most of the variance, as in log-mel frames
+    stacked, louder = (shape + loudness).flatten(-2), (shape + loudness + 2).flatten(-2)
+    assert torch.equal(centred.codes(stacked), centred.codes(louder))  # a frame's codes do not depend on its loudness
+    assert not torch.equal(plain.codes(stacked), plain.codes(louder))
+    assert torch.equal(centred.codes(stacked), centred.quantizer((shape - shape.mean(-1, keepdim=True)).flatten(-2)))
+    spread = {}
+    for name, model in (("plain", plain), ("centred", centred)):
+        metric = CodePerplexity(64)
+        metric.update(model.codes(stacked), torch.ones(2, 200))
+        spread[name] = metric.compute().item()
+    assert spread["centred"] > 2 * spread["plain"], spread
