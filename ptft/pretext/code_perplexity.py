@@ -22,12 +22,13 @@ class CodePerplexity(Metric):
     def __init__(self, codebook_size: int) -> None:
         super().__init__()
         self.codebook_size = codebook_size
-        self.add_state("counts", torch.zeros(codebook_size), dist_reduce_fx="sum")
+        self.add_state("counts", torch.zeros(codebook_size, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, codes: torch.Tensor, weights: torch.Tensor) -> None:
-        """Count ``codes`` (any shape) with ``weights`` of the same shape (0 for padding frames)."""
-        self.counts += torch.bincount(codes.flatten(), weights=weights.flatten().float(), minlength=self.codebook_size)
+    def update(self, codes: torch.Tensor, real: torch.Tensor) -> None:
+        """Count the ``codes`` (any shape) where the boolean ``real`` of the same shape is True
+        (False for padding frames). Unweighted ``bincount`` is deterministic on GPUs too."""
+        self.counts += torch.bincount(codes[real], minlength=self.codebook_size)
 
     def compute(self) -> torch.Tensor:
-        shares = self.counts / self.counts.sum().clamp(min=1e-12)
+        shares = self.counts.float() / self.counts.sum().clamp(min=1)
         return torch.exp(-(shares * shares.clamp(min=1e-30).log()).sum())

@@ -61,13 +61,13 @@ def test_quantizer_gives_fixed_nearest_codes():
 
 def test_code_perplexity_counts_real_frames_only():
     metric = CodePerplexity(8)
-    metric.update(torch.tensor([[0, 1, 2, 3, 7, 7]]), torch.tensor([[1, 1, 1, 1, 0, 0]]))  # the two 7s are padding
+    metric.update(torch.tensor([[0, 1, 2, 3, 7, 7]]), torch.tensor([[True, True, True, True, False, False]]))  # the two 7s are padding
     assert metric.compute().item() == 4.0  # four codes, equally often
-    metric.update(torch.tensor([0, 0, 0, 0]), torch.ones(4))
+    metric.update(torch.tensor([0, 0, 0, 0]), torch.ones(4, dtype=torch.bool))
     shares = torch.tensor([5, 1, 1, 1]) / 8
     assert torch.isclose(metric.compute(), torch.exp(-(shares * shares.log()).sum()))
     metric.reset()
-    metric.update(torch.full((3, 5), 6), torch.ones(3, 5))
+    metric.update(torch.full((3, 5), 6), torch.ones(3, 5, dtype=torch.bool))
     assert metric.compute().item() == 1.0  # every frame gets the same code
 
 
@@ -87,6 +87,6 @@ def test_centred_codes_ignore_each_frames_loudness_and_use_more_codes():
     spread = {}
     for name, model in (("plain", plain), ("centred", centred)):
         metric = CodePerplexity(64)
-        metric.update(model.codes(stacked), torch.ones(2, 200))
+        metric.update(model.codes(stacked), torch.ones(2, 200, dtype=torch.bool))
         spread[name] = metric.compute().item()
     assert spread["centred"] > 2 * spread["plain"], spread
