@@ -95,6 +95,9 @@ class FineTuningTask(PtftTask):
             backbone = backbone.with_fine_tuning_options(backbone_overrides)
         if reinit_top_groups < 0:
             raise ConfigError(f"model.reinit_top_groups must be >= 0, got {reinit_top_groups}")
+        if reinit_top_groups and mode == "linear_probe" and unfreeze_at_epoch is None:
+            raise ConfigError("model.reinit_top_groups with model.mode=linear_probe would freeze random layers under the head: "
+                              "use model.mode=full, or set model.unfreeze_at_epoch")
         if reinit_top_groups and handed_over is not None:
             backbone = backbone.with_fresh_top_groups(reinit_top_groups)
         probe_stages = check_probe_layers(backbone, probe_layers, probe_grid)

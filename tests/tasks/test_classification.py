@@ -149,6 +149,9 @@ def test_reinit_top_groups_draws_the_top_layers_afresh_and_keeps_the_rest(tmp_pa
         Classification(num_classes=3, pretrained=str(path), reinit_top_groups=2)
     with pytest.raises(ValueError, match=r"^model.reinit_top_groups must be >= 0, got -1$"):
         Classification(num_classes=3, pretrained=str(path), reinit_top_groups=-1)
+    with pytest.raises(ValueError, match=r"^model.reinit_top_groups with model.mode=linear_probe would freeze random layers"):
+        Classification(num_classes=3, pretrained=str(path), reinit_top_groups=1, mode="linear_probe")
+    assert Classification(num_classes=3, pretrained=str(path), reinit_top_groups=1, mode="linear_probe", unfreeze_at_epoch=1)
 
     torch.manual_seed(0)
     plain = Classification(num_classes=3, backbone=small_encoder())
