@@ -9,8 +9,8 @@ against random init, at an equal fine-tuning budget, with AESLC's two extractive
 - **baselines**: the first sentence and the first 10 words of each dev e-mail.
 
 Both read the first ``--length`` tokens of each e-mail. Scored with ROUGE-1/2/L F1 on all 1,960 dev
-e-mails, the best of the subject line and the three human ones, beam search (4 beams) after the
-last epoch. Prints one JSON line per part and writes the "aeslc_in_domain" section of
+e-mails, beam search (4 beams) after the last epoch: the best of the subject line and the three human
+ones, and against the original subject line alone. Prints one JSON line per part and writes the "aeslc_in_domain" section of
 benchmarks/RESULTS.md ("aeslc_in_domain-copy" with ``--copy-attention``, which gives the model copy
 attention in pretraining and fine-tuning; ``--report-from`` a log rebuilds it).
 
@@ -36,10 +36,17 @@ from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 SCORES = ("test/rouge1", "test/rouge2", "test/rougeL")
+TARGET_SCORES = tuple(f"{key}_target" for key in SCORES)  # against the original subject line alone
 
 
 def cells(metrics: dict) -> str:
-    return " | ".join(f"{metrics[k]:.2f}" for k in SCORES)
+    """The best-of-4 and the original-subject scores (n/a in logs from before the latter were logged)."""
+    return " | ".join(f"{metrics[k]:.2f}" if k in metrics else "n/a" for k in SCORES + TARGET_SCORES)
+
+
+def beaten(best: dict, baselines: dict, keys: tuple[str, ...]) -> list[str]:
+    """The scores of ``keys`` on which ``best`` beats every baseline."""
+    return [k.split("/")[1] for k in keys if k in best and best[k] > max(result[k] for result in baselines.values())]
 
 
 def write_email_text(out: Path) -> Path:
@@ -112,17 +119,21 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
         f"{options.length} tokens of each e-mail. Pretraining: BART's denoising (configs/pretrain/bart_wikitext2.yaml) for {options.steps} steps "
         f"of 32 x {options.length} tokens of the 14,436 training e-mails' bodies (no subject lines; AdamW {options.lr:g}), "
         f"{runs['pretrain']['seconds'] / 60:.0f} min. Fine-tuning, identical for both starts: configs/finetune/aeslc.yaml for {options.epochs} "
-        "epoch(s) (batch 32, AdamW 5e-4, warmup + cosine, label smoothing 0.1). ROUGE F1 on all 1,960 dev e-mails, best of the 4 "
-        "references, beam 4. One seed." + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""), "",
-        "| start | ROUGE-1 | ROUGE-2 | ROUGE-L | fine-tune (min) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "epoch(s) (batch 32, AdamW 5e-4, warmup + cosine, label smoothing 0.1). ROUGE F1 on all 1,960 dev e-mails, beam 4: the best of the 4 "
+        "references (the issue's protocol), and against the original subject line alone (the single-reference protocol of published AESLC "
+        "results such as PEGASUS's). One seed." + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""), "",
+        "| start | ROUGE-1 | ROUGE-2 | ROUGE-L | vs subject: ROUGE-1 | ROUGE-2 | ROUGE-L | fine-tune (min) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(f"| {label} | {cells(run['metrics'])} | {run['seconds'] / 60:.0f} |" for label, run in starts),
         *(f"| extractive: {name} | {cells(result)} | |" for name, result in baselines.items()),
     ]
-    best = max((run for _, run in starts), key=lambda run: run["metrics"]["test/rougeL"])
-    beaten = [k.split("/")[1] for k in SCORES if best["metrics"][k] > max(result[k] for result in baselines.values())]
-    lines += ["", f"Target (the best start beats both extractive baselines on ROUGE-1, -2 and -L): "
-              f"{'met' if len(beaten) == len(SCORES) else 'missed'}; the best start beats both on {', '.join(beaten) or 'none'}."]
+    best = max((run for _, run in starts), key=lambda run: run["metrics"]["test/rougeL"])["metrics"]
+    won = beaten(best, baselines, SCORES)
+    lines += ["", f"Target (the best start beats both extractive baselines on ROUGE-1, -2 and -L, best of 4 references): "
+              f"{'met' if len(won) == len(SCORES) else 'missed'}; the best start beats both on {', '.join(won) or 'none'}."]
+    if all(k in best for k in TARGET_SCORES):
+        won = beaten(best, baselines, TARGET_SCORES)
+        lines.append(f"Against the original subject line alone, the best start beats both on {', '.join(won) or 'none'} (of 3).")
     report("aeslc_in_domain" + ("-copy" if options.copy_attention else ""), "\n".join(lines), options.quick)
 
 

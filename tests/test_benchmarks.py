@@ -235,8 +235,14 @@ def test_aeslc_in_domain_quick_pretrains_on_the_email_bodies_and_its_table_rebui
     rows = table(result.stdout)
     assert [row.split(" | ")[0] for row in rows[2:]] == ["| random init (own BPE of the task's text)", "| BART on AESLC's training e-mails",
                                                         "| extractive: first sentence", "| extractive: first 10 words"]
-    assert re.search(r"Target \(the best start beats both extractive baselines on ROUGE-1, -2 and -L\): (met|missed); the best start beats both on ",
-                     result.stdout)
+    assert re.search(r"Target \(the best start beats both extractive baselines on ROUGE-1, -2 and -L, best of 4 references\): (met|missed); "
+                     r"the best start beats both on ", result.stdout)
+    assert re.search(r"Against the original subject line alone, the best start beats both on .+ \(of 3\)\.", result.stdout)
+    # every cell a number: the ptft runs log the scores against the subject line alone too (no "n/a")
+    scores = [[float(cell) for cell in row.strip("| ").split(" | ")[1:7]] for row in rows[2:]]
+    assert all(0 <= score <= 100 for row in scores for score in row)
+    baseline = scores[2]  # the first sentence, "Hi all.": no word of any reference
+    assert baseline == [0.0] * 6 and scores[3][3] > 0  # the first 10 words hold "meeting" and the subject's number
     emails = next((tmp_path / "run").glob("*/emails"))  # one body per line, newlines folded, no subject lines
     assert (emails / "train.txt").read_text().split("\n\n")[:2] == ["Hi all. The 0 meeting moves to room 0. Thanks", "Hi all. The 1 meeting moves to room 1. Thanks"]
     assert "meeting 0" not in (emails / "train.txt").read_text() and (emails / "valid.txt").read_text().count("\n\n") == 16

@@ -161,7 +161,7 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.tokenizer_settings = {"kind": tokenizer_kind, "vocab_size": vocab_size, "min_frequency": min_frequency}
-        self.spec = DataSpec("text", max_length=max_source_length, max_target_length=max_target_length,
+        self.spec = DataSpec("text", max_length=max_source_length, max_target_length=max_target_length, extra_references=bool(reference_columns),
                              tokenizer=load_tokenizer(tokenizer, "data.tokenizer") if tokenizer is not None else None)
         self.truncated: dict[str, dict[str, int]] = {}
         self.datasets: dict[str, TextPairs] = {}

@@ -26,6 +26,8 @@ class DataSpec:
             ``prepare_data`` / ``setup``, so tasks read it from their ``setup`` on.
         max_length: longest token sequence a batch holds (text; a seq2seq model's source).
         max_target_length: longest target token sequence a batch holds (seq2seq text).
+        extra_references: seq2seq text: val/test examples carry reference texts besides their
+            target (``reference_columns``), so outputs are also scored against the target alone.
         audio: how speech waveforms become log-mel frames (saved in checkpoints and exports).
         views: the view layout of multi-view train batches, ``(global views, local views)``
             (``data.views``, :class:`ptft.data.MultiView`): a train batch is then ``(views, labels)``
@@ -41,6 +43,7 @@ class DataSpec:
     tokenizer: TextTokenizer | None = field(default=None, repr=False)
     max_length: int | None = None
     max_target_length: int | None = None
+    extra_references: bool = False
     audio: LogMelSettings | None = None
     views: tuple[int, int] | None = None
     view_sizes: tuple[int, int] | None = None

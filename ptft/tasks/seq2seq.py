@@ -29,20 +29,28 @@ ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 
 def text_metrics(kind: str) -> dict[str, Metric]:
     """The generation metrics of a task kind, by the name they are logged under (``val/<name>``):
-    SacreBLEU (13a tokenisation) and chrF for ``translation``, ROUGE-1/2/L F-measures (the best
-    over an example's references) for ``summarization``."""
+    SacreBLEU (13a tokenisation) and chrF for ``translation``; for ``summarization``, ROUGE-1/2/L
+    F-measures, the best over an example's references (``rouge``) and against its target alone
+    (``rouge_target``, the single-reference protocol; see :func:`metric_references`)."""
     if kind == "translation":
         return {"bleu": SacreBLEUScore(tokenize="13a"), "chrf": CHRFScore()}
     if kind == "summarization":
-        return {"rouge": ROUGEScore(rouge_keys=ROUGE_KEYS, accumulate="best")}
+        return {"rouge": ROUGEScore(rouge_keys=ROUGE_KEYS, accumulate="best"), "rouge_target": ROUGEScore(rouge_keys=ROUGE_KEYS)}
     raise ConfigError(f"model.metrics must be 'translation' or 'summarization', got {kind!r}")
+
+
+def metric_references(name: str, references: list[list[str]]) -> list[list[str]]:
+    """The references a :func:`text_metrics` metric scores each output against: every one, or
+    only the target (the first) for a ``*_target`` metric."""
+    return [texts[:1] for texts in references] if name.endswith("_target") else references
 
 
 def scores(name: str, value: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A :func:`text_metrics` metric's computed ``value`` as ``{logged name: score on a 0-100
-    scale}``: ``{name: value}``, or ROUGE's F-measures by key."""
+    scale}``: ``{name: value}``, or ROUGE's F-measures by key (``rouge1``, ... for ``rouge``;
+    ``rouge1_target``, ... for ``rouge_target``)."""
     if isinstance(value, dict):
-        return {key: 100 * value[f"{key}_fmeasure"].float() for key in ROUGE_KEYS}
+        return {key + name.removeprefix("rouge"): 100 * value[f"{key}_fmeasure"].float() for key in ROUGE_KEYS}
     return {name: 100 * value.float()}
 
 
@@ -56,7 +64,11 @@ class Seq2SeqFineTuning(FineTuningTask):
     smoothing) and, over text generated for the first ``generate_val_batches`` batches and scored
     against every reference of each example, ``val/bleu`` and ``val/chrf`` (translation) or
     ``val/rouge1``, ``val/rouge2`` and ``val/rougeL`` (summarisation), on a 0-100 scale and over
-    the whole split under DDP (the metric states are gathered). Testing scores every batch.
+    the whole split under DDP (the metric states are gathered). When the data has extra references
+    (``reference_columns``), summarisation also logs ``val/rouge1_target``, ``val/rouge2_target``
+    and ``val/rougeL_target``: the same F-measures against each example's target alone, the
+    protocol of single-reference results (e.g. AESLC's original subject lines). Testing scores
+    every batch.
 
     Two validation signals say whether the model reads its source at all: ``val/encoder_spread``
     (:func:`~ptft.pretext.collapse.state_spread` of the encoder's states at real tokens: about 0.9
@@ -185,8 +197,10 @@ class Seq2SeqFineTuning(FineTuningTask):
         if stage == "val" and self.generate_val_batches is not None and batch_idx >= self.generate_val_batches:
             return
         predictions = self.generate_texts(batch.source)
-        for metric in self.eval_metrics[stage].values():
-            metric.update(predictions, batch.references)
+        for name, metric in self.eval_metrics[stage].items():
+            if name.endswith("_target") and not (self.data_spec is not None and self.data_spec.extra_references):
+                continue  # the target is the only reference: the same scores as the best over the references
+            metric.update(predictions, metric_references(name, batch.references))
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")

@@ -86,6 +86,7 @@ def test_tables_give_pairs_and_extra_references_after_the_target(tmp_path, ext):
     assert dm.pairs["val"][0].source == 'a "quoted", text'
     dm.setup("validate")
     assert next(iter(dm.val_dataloader())).references == [["eins", "one"], ["zwei", "two", "deux"]]  # an empty reference is left out
+    assert dm.spec.extra_references and not table_module(tmp_path, ext, source_column="text", target_column="summary").spec.extra_references
 
 
 def test_headerless_tables_take_column_indices(tmp_path):

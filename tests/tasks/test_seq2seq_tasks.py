@@ -1,6 +1,8 @@
 """Seq2seq objectives in process, on tiny data: BART's denoising loss, BERT2BERT's key report,
 the generation metrics on hand-made cases, and fine-tuning that learns a tiny translation."""
 
+import json
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -14,7 +16,7 @@ from ptft.data.tokenizer import train_tokenizer
 from ptft.errors import ConfigError
 from ptft.handoff import Pretrained
 from ptft.tasks import DenoisingSeq2SeqPretraining, Seq2SeqFineTuning
-from ptft.tasks.seq2seq import scores, text_metrics
+from ptft.tasks.seq2seq import metric_references, scores, text_metrics
 
 CROSS = ("norm_cross", "cross_q", "cross_kv", "cross_proj")
 
@@ -32,7 +34,7 @@ def tokenizer():
 def score(kind, predictions, references):
     metrics = text_metrics(kind)
     for name, metric in metrics.items():
-        metric.update(predictions, references)
+        metric.update(predictions, metric_references(name, references))
     return {key: round(float(value), 2) for name, metric in metrics.items() for key, value in scores(name, metric.compute()).items()}
 
 
@@ -44,8 +46,11 @@ def test_bleu_chrf_and_rouge_on_hand_made_cases():
     both = score("translation", ["the cat sat on the mat"], [["the cat sat on the mat today", "the cat sat on the mat"]])
     assert both == {"bleu": 100.0, "chrf": 100.0}  # the closest reference length: no penalty
     # ROUGE-1 P 3/3 R 3/6; ROUGE-2 P 2/2 R 2/5; ROUGE-L = ROUGE-1 (LCS of 3)
-    assert score("summarization", ["the cat sat"], [["the cat sat on the mat"]]) == {"rouge1": 66.67, "rouge2": 57.14, "rougeL": 66.67}
-    assert score("summarization", ["the cat sat"], [["the cat sat on the mat", "the cat sat"]]) == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}
+    one = {"rouge1": 66.67, "rouge2": 57.14, "rougeL": 66.67}
+    assert score("summarization", ["the cat sat"], [["the cat sat on the mat"]]) == {**one, **{f"{k}_target": v for k, v in one.items()}}
+    # the best of two references is the exact one; against the target (the first) alone it is the scores above
+    two = score("summarization", ["the cat sat"], [["the cat sat on the mat", "the cat sat"]])
+    assert two == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0, **{f"{k}_target": v for k, v in one.items()}}
     with pytest.raises(ConfigError, match="model.metrics must be 'translation' or 'summarization'"):
         text_metrics("bleu")
 
@@ -154,3 +159,19 @@ def test_a_collapsed_encoder_shows_as_zero_spread_and_zero_source_gap(tmp_path):
         model.backbone.encoder.norm.bias.normal_()
     trainer.validate(model, data, verbose=False)
     assert trainer.callback_metrics["val/encoder_spread"] < 1e-5 and abs(trainer.callback_metrics["val/source_gap"]) < 1e-5
+
+
+def test_summaries_are_scored_against_the_target_alone_only_when_the_data_has_extra_references(tmp_path):
+    rows = [{"body": f"the cat {i} sees the dog", "subject": f"cat {i}", "ann0": "the dog"} for i in range(16)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    logged = {}
+    for extra in ([], ["ann0"]):
+        data = Seq2SeqDataModule(str(tmp_path), train_file="train.jsonl", val_file="train.jsonl", test_file=None, src_suffix=None, tgt_suffix=None,
+                                 source_column="body", target_column="subject", reference_columns=extra, batch_size=8, vocab_size=300,
+                                 max_source_length=24, max_target_length=8)
+        model = Seq2SeqFineTuning(backbone=seq2seq(), metrics="summarization", beam_size=1)
+        trainer = pl.Trainer(limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        trainer.validate(model, data, verbose=False)
+        logged[bool(extra)] = {key for key in trainer.callback_metrics if "rouge" in key}
+    assert logged[False] == {"val/rouge1", "val/rouge2", "val/rougeL"}
+    assert logged[True] == logged[False] | {"val/rouge1_target", "val/rouge2_target", "val/rougeL_target"}
