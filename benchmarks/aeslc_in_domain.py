@@ -15,6 +15,7 @@ benchmarks/RESULTS.md ("aeslc_in_domain-copy" with ``--copy-attention``, which g
 attention in pretraining and fine-tuning; ``--report-from`` a log rebuilds it).
 
     python benchmarks/aeslc_in_domain.py [--steps 2000 --epochs 6 --length 64 --width 256 --depth 2] [--copy-attention] [--quick]
+                                         [--pretrained-export RUN/bart_emails/backbone]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from seq2seq_recipes import extractive_baselines  # noqa: E402
 from ptft.data.paths import resolve_data_path  # noqa: E402
 from ptft.data.table_rows import read_columns  # noqa: E402
 from ptft.evaluation import new_run_dir, pretrain_then_evaluate  # noqa: E402
+from ptft.handoff import read_backbone  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 SCORES = ("test/rouge1", "test/rouge2", "test/rougeL")
@@ -59,6 +61,16 @@ def write_email_text(out: Path) -> Path:
     return out
 
 
+def check_export(export: Path, options: argparse.Namespace) -> None:
+    """Stop, naming the key, when ``export``'s backbone is not the one the options describe."""
+    found = read_backbone(export)[0]["init_args"]
+    wanted = {"width": options.width, "heads": options.heads, "encoder_depth": options.depth, "decoder_depth": options.depth,
+              "max_source_length": options.length, "copy_attention": options.copy_attention}
+    for key, value in wanted.items():
+        if found.get(key) != value:
+            raise SystemExit(f"{export}: backbone {key} is {found.get(key)!r}, but the options ask for {value!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000, help="pretraining steps (batch 32 x --length tokens)")
@@ -70,6 +82,8 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--copy-attention", action="store_true", help="the Seq2SeqTransformer copies source tokens too (pointer-generator), "
                         "in pretraining and fine-tuning")
+    parser.add_argument("--pretrained-export", type=Path, metavar="DIR", help="fine-tune this export of an earlier run's BART pretraining "
+                        "(run_dir/bart_emails/backbone) instead of pretraining again; its shape must match the options")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model: a smoke test, not a result")
     parser.add_argument("--out", default="runs/benchmarks/aeslc_in_domain", help="each run writes into a new folder OUT/<time>")
@@ -79,6 +93,8 @@ def main() -> None:
         options.steps, options.epochs, options.length, options.width, options.depth, options.heads = 4, 1, 32, 32, 1, 2
     if options.report_from:
         return summarise(rows_from_logs(*options.report_from), options)
+    if options.pretrained_export:
+        check_export(options.pretrained_export, options)
     run_dir = new_run_dir(Path(options.out))
     common = [f"--seed_everything={options.seed}", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--trainer.enable_progress_bar=false",
               "--trainer.enable_model_summary=false"]
@@ -96,7 +112,8 @@ def main() -> None:
                 "--data.cache_dir", str(run_dir / "cache"), *vocab]
     aeslc = ["-c", str(CONFIGS / "finetune/aeslc.yaml"), *common, *backbone, f"--trainer.max_epochs={options.epochs}", "--data.test_file=dev.jsonl",
              f"--data.max_source_length={options.length}", *vocab, *quick]
-    rows = {"bart_emails": pretrain_then_evaluate(pretrain, {"aeslc": {"args": aeslc, "test": True}}, run_dir / "bart_emails")}
+    rows = {"bart_emails": pretrain_then_evaluate(pretrain, {"aeslc": {"args": aeslc, "test": True}}, run_dir / "bart_emails",
+                                                  export=options.pretrained_export)}
     print(json.dumps(rows), flush=True)
     rows["baselines"] = extractive_baselines(50 if options.quick else None)
     print(json.dumps({"baselines": rows["baselines"]}), flush=True)
@@ -118,7 +135,8 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
         f"blocks, {options.heads} heads, reading the first "
         f"{options.length} tokens of each e-mail. Pretraining: BART's denoising (configs/pretrain/bart_wikitext2.yaml) for {options.steps} steps "
         f"of 32 x {options.length} tokens of the 14,436 training e-mails' bodies (no subject lines; AdamW {options.lr:g}), "
-        f"{runs['pretrain']['seconds'] / 60:.0f} min. Fine-tuning, identical for both starts: configs/finetune/aeslc.yaml for {options.epochs} "
+        + (f"{runs['pretrain']['seconds'] / 60:.0f} min" if runs["pretrain"] else "the export of an earlier run (--pretrained-export)")
+        + ". Fine-tuning, identical for both starts: configs/finetune/aeslc.yaml for {options.epochs} "
         "epoch(s) (batch 32, AdamW 5e-4, warmup + cosine, label smoothing 0.1). ROUGE F1 on all 1,960 dev e-mails, beam 4: the best of the 4 "
         "references (the issue's protocol), and against the original subject line alone (the single-reference protocol of published AESLC "
         "results such as PEGASUS's). One seed." + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""), "",

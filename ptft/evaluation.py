@@ -101,7 +101,7 @@ def fit(args: list[str], test: bool = False, stage: str = "fit", progress_every:
 
 
 def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict[str, Any]], run_dir: Path,
-                           random_init: bool | Callable[[dict], bool] = True) -> dict[str, Any]:
+                           random_init: bool | Callable[[dict], bool] = True, export: Path | None = None) -> dict[str, Any]:
     """Pretrain with ``pretrain_args``, export to ``run_dir/backbone``, then run each evaluation
     (``{"args": [...fit args], "test": bool}``) on the export and on a random initialisation of the
     same backbone spec (the evaluation's ``model.backbone_overrides``, e.g. drop path, apply to
@@ -110,9 +110,12 @@ def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict
     Returns ``{"pretrain": {"seconds", "steps", "metrics"}, "backbone": spec, "pretrained": {evaluation:
     {"metrics", "seconds"}}, "random_init": {...}}``. ``random_init``: False, or a function of the backbone spec
     ``{class_path, init_args}`` returning False, skips the random-init runs (e.g. one already evaluated), and
-    ``"random_init"`` is then ``{}``.
+    ``"random_init"`` is then ``{}``. ``export``: an earlier export of this pretraining, evaluated instead
+    of pretraining again (``pretrain_args`` unused; ``"pretrain"`` is then None).
     """
-    if (run_dir / "backbone").exists():  # found now, not after pretraining
+    if export is not None:
+        read_backbone(export)  # a missing or broken export stops here, before any run
+    elif (run_dir / "backbone").exists():  # found now, not after pretraining
         raise OutputExistsError(f"{run_dir / 'backbone'} exists: give each run a new folder (ptft.evaluation.new_run_dir)")
     stages, started = [0, 0], time.perf_counter()  # [done, of]; `of` grows once the random-init runs are known
 
@@ -126,16 +129,19 @@ def pretrain_then_evaluate(pretrain_args: list[str], evaluations: dict[str, dict
             f"({format_duration(now - started)} in all)")
         return result
 
-    stages[1] = 2 + len(evaluations) * (2 if random_init is not False else 1)
-    pretrain = stage("pretrain", lambda: fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"], stage="pretrain"))
-    export_dir = stage("export", lambda: export_backbone(pretrain["checkpoint"], run_dir / "backbone"))
-    spec = read_backbone(export_dir)[0]
-    results: dict[str, Any] = {"pretrain": {k: pretrain[k] for k in ("seconds", "steps", "metrics")},
+    pretraining = 2 if export is None else 0
+    stages[1] = pretraining + len(evaluations) * (2 if random_init is not False else 1)
+    pretrain = None
+    if export is None:
+        pretrain = stage("pretrain", lambda: fit([*pretrain_args, f"--trainer.logger.init_args.save_dir={run_dir / 'pretrain'}"], stage="pretrain"))
+        export = stage("export", lambda: export_backbone(pretrain["checkpoint"], run_dir / "backbone"))
+    spec = read_backbone(export)[0]
+    results: dict[str, Any] = {"pretrain": pretrain and {k: pretrain[k] for k in ("seconds", "steps", "metrics")},
                                "backbone": {k: spec[k] for k in ("class_path", "init_args")}, "pretrained": {}, "random_init": {}}
-    sources = {"pretrained": [f"--model.pretrained={export_dir}"]}
+    sources = {"pretrained": [f"--model.pretrained={export}"]}
     if random_init(results["backbone"]) if callable(random_init) else random_init:
         sources["random_init"] = ["--model.pretrained=null", f"--model.backbone={json.dumps(results['backbone'])}"]
-    stages[1] = 2 + len(evaluations) * len(sources)
+    stages[1] = pretraining + len(evaluations) * len(sources)
     for name, evaluation in evaluations.items():
         for source, backbone in sources.items():
             label = f"{name} {source.replace('_', ' ')}"
