@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO, make_image_tree, make_parallel_data, make_text_data
-from ptft.errors import OutputExistsError
+from ptft.errors import MissingPathError, OutputExistsError
 from ptft.evaluation import new_run_dir, pretrain_then_evaluate
 
 RESULTS = REPO / "benchmarks/RESULTS.md"
@@ -48,6 +48,8 @@ def test_each_run_gets_a_new_folder_and_an_existing_export_is_found_before_pretr
     (first / "backbone").mkdir()
     with pytest.raises(OutputExistsError, match="backbone exists: give each run a new folder"):
         pretrain_then_evaluate(["--never-parsed"], {}, first)
+    with pytest.raises(MissingPathError, match=f"checkpoint {tmp_path / 'gone'} does not exist"):  # an export to reuse must be there
+        pretrain_then_evaluate(["--never-parsed"], {}, second, export=tmp_path / "gone")
 
 
 def test_image_pretraining_quick_and_its_table_rebuilt_from_the_log(tmp_path):
@@ -248,6 +250,13 @@ def test_aeslc_in_domain_quick_pretrains_on_the_email_bodies_and_its_table_rebui
     assert "meeting 0" not in (emails / "train.txt").read_text() and (emails / "valid.txt").read_text().count("\n\n") == 16
     (tmp_path / "run.log").write_text(result.stdout)
     assert table(run_quick(tmp_path, "aeslc_in_domain.py", f"--report-from={tmp_path / 'run.log'}", timeout=120).stdout) == rows
+    export = next((tmp_path / "run").glob("*/bart_emails/backbone"))  # fine-tuned again without pretraining again
+    again = run_quick(tmp_path, "aeslc_in_domain.py", f"--out={tmp_path / 'again'}", f"--pretrained-export={export}")
+    assert "stage pretrain" not in again.stderr and "stage aeslc pretrained (1/2): started" in again.stderr
+    assert "the export of an earlier run (--pretrained-export)" in again.stdout and len(table(again.stdout)) == len(rows)
+    wrong = subprocess.run([sys.executable, str(REPO / "benchmarks/aeslc_in_domain.py"), "--quick", f"--pretrained-export={export}", "--copy-attention"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 1 and wrong.stderr.strip().endswith(f"{export}: backbone copy_attention is False, but the options ask for True")
 
 
 def test_encoder_collapse_quick_reports_spread_and_gap_for_hf_and_ptft(tmp_path):
