@@ -136,7 +136,7 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
         f"{options.length} tokens of each e-mail. Pretraining: BART's denoising (configs/pretrain/bart_wikitext2.yaml) for {options.steps} steps "
         f"of 32 x {options.length} tokens of the 14,436 training e-mails' bodies (no subject lines; AdamW {options.lr:g}), "
         + (f"{runs['pretrain']['seconds'] / 60:.0f} min" if runs["pretrain"] else "the export of an earlier run (--pretrained-export)")
-        + ". Fine-tuning, identical for both starts: configs/finetune/aeslc.yaml for {options.epochs} "
+        + f". Fine-tuning, identical for both starts: configs/finetune/aeslc.yaml for {options.epochs} "
         "epoch(s) (batch 32, AdamW 5e-4, warmup + cosine, label smoothing 0.1). ROUGE F1 on all 1,960 dev e-mails, beam 4: the best of the 4 "
         "references (the issue's protocol), and against the original subject line alone (the single-reference protocol of published AESLC "
         "results such as PEGASUS's). One seed." + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""), "",
