@@ -12,9 +12,10 @@ Both read the first ``--length`` tokens of each e-mail. Scored with ROUGE-1/2/L 
 e-mails, beam search (4 beams) after the last epoch: the best of the subject line and the three human
 ones, and against the original subject line alone. Prints one JSON line per part and writes the "aeslc_in_domain" section of
 benchmarks/RESULTS.md ("aeslc_in_domain-copy" with ``--copy-attention``, which gives the model copy
-attention in pretraining and fine-tuning; ``--report-from`` a log rebuilds it).
+attention in pretraining and fine-tuning, and "-gpu" after it with ``--gpu``: one GPU, bf16-mixed;
+``--report-from`` a log rebuilds it).
 
-    python benchmarks/aeslc_in_domain.py [--steps 2000 --epochs 6 --length 64 --width 256 --depth 2] [--copy-attention] [--quick]
+    python benchmarks/aeslc_in_domain.py [--steps 2000 --epochs 6 --length 64 --width 256 --depth 2] [--copy-attention] [--gpu] [--quick]
                                          [--pretrained-export RUN/bart_emails/backbone]
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results import report, rows_from_logs  # noqa: E402
+from results import report, rows_from_logs, trainer_args  # noqa: E402
 from seq2seq_recipes import extractive_baselines  # noqa: E402
 
 from ptft.data.paths import resolve_data_path  # noqa: E402
@@ -84,6 +85,7 @@ def main() -> None:
                         "in pretraining and fine-tuning")
     parser.add_argument("--pretrained-export", type=Path, metavar="DIR", help="fine-tune this export of an earlier run's BART pretraining "
                         "(run_dir/bart_emails/backbone) instead of pretraining again; its shape must match the options")
+    parser.add_argument("--gpu", action="store_true", help="one GPU, bf16-mixed (configs/trainer/gpu.yaml + bf16.yaml)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model: a smoke test, not a result")
     parser.add_argument("--out", default="runs/benchmarks/aeslc_in_domain", help="each run writes into a new folder OUT/<time>")
@@ -96,7 +98,7 @@ def main() -> None:
     if options.pretrained_export:
         check_export(options.pretrained_export, options)
     run_dir = new_run_dir(Path(options.out))
-    common = [f"--seed_everything={options.seed}", "-c", str(CONFIGS / "trainer/cpu.yaml"), "--trainer.enable_progress_bar=false",
+    common = [f"--seed_everything={options.seed}", *trainer_args(options.gpu), "--trainer.enable_progress_bar=false",
               "--trainer.enable_model_summary=false"]
     backbone = [f"--model.backbone.init_args.{k}={v}" for k, v in (("width", options.width), ("heads", options.heads), ("encoder_depth", options.depth),
                                                                    ("decoder_depth", options.depth), ("max_source_length", options.length),
@@ -130,6 +132,7 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
         + (", with copy attention" if options.copy_attention else ""), "",
         f"`python benchmarks/aeslc_in_domain.py --steps {options.steps} --lr {options.lr:g} --epochs {options.epochs} --length {options.length} "
         f"--width {options.width} --depth {options.depth} --heads {options.heads}{' --copy-attention' if options.copy_attention else ''}"
+        f"{' --gpu' if options.gpu else ''}"
         f"{' --quick' if options.quick else ''}`", "",
         f"Seq2SeqTransformer{' with copy attention' if options.copy_attention else ''}, width {options.width}, {options.depth}+{options.depth} "
         f"blocks, {options.heads} heads, reading the first "
@@ -139,7 +142,7 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
         + f". Fine-tuning, identical for both starts: configs/finetune/aeslc.yaml for {options.epochs} "
         "epoch(s) (batch 32, AdamW 5e-4, warmup + cosine, label smoothing 0.1). ROUGE F1 on all 1,960 dev e-mails, beam 4: the best of the 4 "
         "references (the issue's protocol), and against the original subject line alone (the single-reference protocol of published AESLC "
-        "results such as PEGASUS's). One seed." + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""), "",
+        f"results such as PEGASUS's). {'One GPU, bf16-mixed' if options.gpu else '2 CPU cores, fp32'}. One seed." + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""), "",
         "| start | ROUGE-1 | ROUGE-2 | ROUGE-L | vs subject: ROUGE-1 | ROUGE-2 | ROUGE-L | fine-tune (min) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(f"| {label} | {cells(run['metrics'])} | {run['seconds'] / 60:.0f} |" for label, run in starts),
@@ -152,7 +155,7 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
     if all(k in best for k in TARGET_SCORES):
         won = beaten(best, baselines, TARGET_SCORES)
         lines.append(f"Against the original subject line alone, the best start beats both on {', '.join(won) or 'none'} (of 3).")
-    report("aeslc_in_domain" + ("-copy" if options.copy_attention else ""), "\n".join(lines), options.quick)
+    report("aeslc_in_domain" + ("-copy" if options.copy_attention else "") + ("-gpu" if options.gpu else ""), "\n".join(lines), options.quick)
 
 
 if __name__ == "__main__":
