@@ -141,7 +141,7 @@ def summarise(rows: dict, options: argparse.Namespace) -> None:
         + (f"{runs['pretrain']['seconds'] / 60:.0f} min" if runs["pretrain"] else "the export of an earlier run (--pretrained-export)")
         + f". Fine-tuning, identical for both starts: configs/finetune/aeslc.yaml for {options.epochs} "
         "epoch(s) (batch 32, AdamW 5e-4, warmup + cosine, label smoothing 0.1). ROUGE F1 on all 1,960 dev e-mails, beam 4: the best of the 4 "
-        "references (the issue's protocol), and against the original subject line alone (the single-reference protocol of published AESLC "
+        "references (the protocol of the target), and against the original subject line alone (the single-reference protocol of published AESLC "
         f"results such as PEGASUS's). {'One GPU, bf16-mixed' if options.gpu else '2 CPU cores, fp32'}. One seed." + (" **Quick mode: a smoke test, not a result.**" if options.quick else ""), "",
         "| start | ROUGE-1 | ROUGE-2 | ROUGE-L | vs subject: ROUGE-1 | ROUGE-2 | ROUGE-L | fine-tune (min) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
